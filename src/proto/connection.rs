@@ -1,0 +1,504 @@
+//! One WebSocket connection as a state machine: bytes in, events and bytes out.
+//!
+//! The receiving half decodes frames, enforces the rules of RFC 6455 §5 and
+//! assembles messages:
+//!
+//! ```text
+//!          complete header, payload present, single-frame message
+//!   Header ───────────────────────────────────────────────► event borrowing the input
+//!     │  ▲
+//!     │  └── payload done (FIN: event borrowing the assembly buffer)
+//!     ▼  │
+//!   Payload { remaining, mask phase }   bytes streamed into the assembly buffer,
+//!                                       unmasked and UTF-8 checked as they arrive
+//! ```
+//!
+//! Control frames are handled whole: until one has fully arrived it is left
+//! unconsumed, so the caller keeps at most [`Receiver::MAX_UNCONSUMED`] bytes
+//! between reads. Every other byte is consumed as soon as it arrives, so a
+//! declared length never reserves memory that has not been received.
+
+use super::close::{parse_close_payload, CloseFrame};
+use super::error::{Error, ErrorKind};
+use super::frame::{decode_header, Header, OpCode};
+use super::mask::apply_mask;
+use super::sender::Sender;
+use super::utf8::Utf8Validator;
+use super::Status;
+
+/// Which end of the connection we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We accepted the connection: incoming frames must be masked.
+    Server,
+    /// We opened the connection: incoming frames must not be masked.
+    Client,
+}
+
+/// Limits of the protocol core. Every field says its default and what it
+/// protects against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Largest frame payload accepted; larger closes with 1009.
+    /// Default 16 MiB (Autobahn 9.* sends single frames of 16 MiB). Bounds the
+    /// memory one frame may make us hold.
+    pub max_frame_size: u64,
+    /// Largest message (all fragments together) accepted; larger closes with
+    /// 1009. Default 64 MiB. Bounds the assembly buffer of a connection.
+    pub max_message_size: u64,
+    /// Most frames one message may span; more closes with 1008.
+    /// Default 131072 (Autobahn 9.* sends 4 MiB in 64-byte fragments = 65536).
+    /// Bounds the per-frame work an attacker can buy with tiny fragments.
+    pub max_fragments: u32,
+    /// RSV bits a negotiated extension allows (RSV1 = 0b100). Default 0:
+    /// §5.2 "MUST be 0 unless an extension is negotiated".
+    pub allowed_rsv: u8,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_frame_size: 16 << 20,
+            max_message_size: 64 << 20,
+            max_fragments: 1 << 17,
+            allowed_rsv: 0,
+        }
+    }
+}
+
+/// A complete data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, validated as UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+impl<'a> Message<'a> {
+    /// The payload bytes.
+    pub fn as_bytes(&self) -> &'a [u8] {
+        match *self {
+            Message::Text(s) => s.as_bytes(),
+            Message::Binary(b) => b,
+        }
+    }
+
+    /// The opcode to send this message back with.
+    pub fn opcode(&self) -> OpCode {
+        match self {
+            Message::Text(_) => OpCode::Text,
+            Message::Binary(_) => OpCode::Binary,
+        }
+    }
+}
+
+/// What a read produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete message.
+    Message(Message<'a>),
+    /// A ping; the pong is already queued.
+    Ping(&'a [u8]),
+    /// A pong.
+    Pong(&'a [u8]),
+    /// The peer's close frame (`None`: it carried no code). If we had not sent
+    /// a close, the echo is queued; the close handshake is then complete.
+    Close(Option<CloseFrame<'a>>),
+}
+
+/// The outcome of [`Receiver::read`].
+#[derive(Debug)]
+pub struct Read<'a> {
+    /// Bytes of the input used; the caller keeps the rest for the next read.
+    pub consumed: usize,
+    /// The event, if one completed; `None` means more input is needed.
+    pub event: Option<Event<'a>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum FrameState {
+    Header,
+    Payload {
+        fin: bool,
+        mask: Option<[u8; 4]>,
+        remaining: u64,
+        /// Payload bytes already taken: the mask phase of the next byte.
+        offset: u64,
+    },
+}
+
+/// The receiving half of a connection.
+#[derive(Debug)]
+pub struct Receiver {
+    role: Role,
+    config: Config,
+    frame: FrameState,
+    /// Opcode of the message being assembled, if any.
+    message: Option<OpCode>,
+    message_len: u64,
+    fragments: u32,
+    utf8: Utf8Validator,
+    /// Assembly buffer; released after each assembled message.
+    buf: Vec<u8>,
+    /// The last event borrowed `buf`: clear it at the next read.
+    release_buf: bool,
+    /// Closed or failed: input is discarded.
+    done: bool,
+}
+
+/// What the loop in `read` decided to return, as positions (so the borrow of
+/// the input or the buffer is only taken once, at the end).
+enum Ready {
+    InPlace {
+        op: OpCode,
+        start: usize,
+        end: usize,
+    },
+    Assembled(OpCode),
+    Control {
+        op: OpCode,
+        start: usize,
+        end: usize,
+    },
+}
+
+impl Receiver {
+    /// Most bytes [`Receiver::read`] ever leaves unconsumed: a whole control
+    /// frame (14-byte header + 125-byte payload) not fully arrived yet.
+    pub const MAX_UNCONSUMED: usize = 14 + 125;
+
+    fn new(role: Role, config: Config) -> Self {
+        Self {
+            role,
+            config,
+            frame: FrameState::Header,
+            message: None,
+            message_len: 0,
+            fragments: 0,
+            utf8: Utf8Validator::new(),
+            buf: Vec::new(),
+            release_buf: false,
+            done: false,
+        }
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Set the RSV bits a negotiated extension allows.
+    pub fn set_allowed_rsv(&mut self, rsv: u8) {
+        self.config.allowed_rsv = rsv & 0x7;
+    }
+
+    /// Decode `input` until one event completes or the input runs out.
+    ///
+    /// Complete single-frame messages are unmasked in place and returned as
+    /// slices of `input`; other payload is streamed into the connection's
+    /// assembly buffer. Call again with `input[consumed..]` (plus whatever
+    /// arrives next) until `event` is `None`. Once the connection is closed or
+    /// failed, input is discarded.
+    ///
+    /// # Errors
+    /// Any violation of RFC 6455 or of the [`Config`] limits. The close frame
+    /// with [`Error::close_code`] is already queued in `tx`, which is now
+    /// [`CloseState::Closed`](super::CloseState::Closed).
+    pub fn read<'a>(&'a mut self, input: &'a mut [u8], tx: &mut Sender) -> Result<Read<'a>, Error> {
+        if self.release_buf {
+            self.buf = Vec::new();
+            self.release_buf = false;
+        }
+        if self.done {
+            return Ok(Read {
+                consumed: input.len(),
+                event: None,
+            });
+        }
+        match self.step(input, tx) {
+            Ok((consumed, None)) => Ok(Read {
+                consumed,
+                event: None,
+            }),
+            Ok((consumed, Some(ready))) => {
+                let event = match ready {
+                    Ready::InPlace { op, start, end } => {
+                        let bytes = &input[start..end];
+                        Event::Message(message(op, bytes))
+                    }
+                    Ready::Assembled(op) => {
+                        self.release_buf = true;
+                        Event::Message(message(op, &self.buf))
+                    }
+                    Ready::Control { op, start, end } => {
+                        let payload = &input[start..end];
+                        match op {
+                            OpCode::Ping => Event::Ping(payload),
+                            OpCode::Pong => Event::Pong(payload),
+                            // Validated in `control`.
+                            _ => Event::Close(parse_close_payload(payload).unwrap_or(None)),
+                        }
+                    }
+                };
+                Ok(Read {
+                    consumed,
+                    event: Some(event),
+                })
+            }
+            Err(e) => {
+                self.done = true;
+                self.buf = Vec::new();
+                tx.fail(e.close_code());
+                Err(e)
+            }
+        }
+    }
+
+    fn step(&mut self, input: &mut [u8], tx: &mut Sender) -> Result<(usize, Option<Ready>), Error> {
+        let mut pos = 0;
+        loop {
+            match self.frame {
+                FrameState::Header => {
+                    let (h, hlen) = match decode_header(&input[pos..])? {
+                        Status::Complete(x) => x,
+                        Status::Partial => return Ok((pos, None)),
+                    };
+                    let op = self.check_header(&h)?;
+                    let start = pos + hlen;
+                    let available = (input.len() - start) as u64;
+                    if op.is_control() {
+                        if available < h.len {
+                            return Ok((pos, None)); // wait for the whole frame
+                        }
+                        let end = start + h.len as usize;
+                        if let Some(key) = h.mask {
+                            apply_mask(&mut input[start..end], key, 0);
+                        }
+                        self.control(op, &input[start..end], tx)?;
+                        return Ok((end, Some(Ready::Control { op, start, end })));
+                    }
+                    if self.message.is_none() && h.fin && available >= h.len {
+                        // The common case: a whole message in the input.
+                        let end = start + h.len as usize;
+                        let payload = &mut input[start..end];
+                        if let Some(key) = h.mask {
+                            apply_mask(payload, key, 0);
+                        }
+                        if op == OpCode::Text && std::str::from_utf8(payload).is_err() {
+                            return Err(invalid_utf8());
+                        }
+                        return Ok((end, Some(Ready::InPlace { op, start, end })));
+                    }
+                    if self.message.is_none() {
+                        self.message = Some(op);
+                        self.message_len = 0;
+                        self.fragments = 0;
+                        self.utf8.reset();
+                    }
+                    self.message_len += h.len;
+                    self.fragments += 1;
+                    self.frame = FrameState::Payload {
+                        fin: h.fin,
+                        mask: h.mask,
+                        remaining: h.len,
+                        offset: 0,
+                    };
+                    pos = start;
+                }
+                FrameState::Payload {
+                    fin,
+                    mask,
+                    remaining,
+                    offset,
+                } => {
+                    let n = remaining.min((input.len() - pos) as u64) as usize;
+                    if n == 0 && remaining > 0 {
+                        return Ok((pos, None));
+                    }
+                    let from = self.buf.len();
+                    self.buf.extend_from_slice(&input[pos..pos + n]);
+                    if let Some(key) = mask {
+                        apply_mask(&mut self.buf[from..], key, (offset & 3) as usize);
+                    }
+                    if self.message == Some(OpCode::Text) {
+                        self.utf8
+                            .feed(&self.buf[from..])
+                            .map_err(|_| invalid_utf8())?;
+                    }
+                    pos += n;
+                    if remaining > n as u64 {
+                        self.frame = FrameState::Payload {
+                            fin,
+                            mask,
+                            remaining: remaining - n as u64,
+                            offset: offset + n as u64,
+                        };
+                        continue;
+                    }
+                    self.frame = FrameState::Header;
+                    if fin {
+                        let op = self.message.take().unwrap_or(OpCode::Binary);
+                        if op == OpCode::Text {
+                            self.utf8.finish().map_err(|_| invalid_utf8())?;
+                        }
+                        return Ok((pos, Some(Ready::Assembled(op))));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Policy checks on a header (RFC 6455 §5.1-§5.5 and the limits).
+    fn check_header(&self, h: &Header) -> Result<OpCode, Error> {
+        let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
+        if h.rsv & !self.config.allowed_rsv != 0 {
+            // §5.2: "MUST be 0 unless an extension is negotiated that defines
+            // meanings for non-zero values".
+            return protocol("reserved bit set without a negotiated extension");
+        }
+        let Some(op) = OpCode::from_u8(h.opcode) else {
+            return protocol("reserved opcode");
+        };
+        match (self.role, h.mask.is_some()) {
+            // §5.1: "The server MUST close the connection upon receiving a
+            // frame that is not masked."
+            (Role::Server, false) => return protocol("unmasked frame from a client"),
+            // §5.1: "A client MUST close a connection if it detects a masked
+            // frame."
+            (Role::Client, true) => return protocol("masked frame from a server"),
+            _ => {}
+        }
+        if op.is_control() {
+            // §5.5: "All control frames MUST have a payload length of 125 bytes
+            // or less and MUST NOT be fragmented."
+            if h.len > 125 {
+                return protocol("control frame payload over 125 bytes");
+            }
+            if !h.fin {
+                return protocol("fragmented control frame");
+            }
+            return Ok(op);
+        }
+        match (op, self.message) {
+            (OpCode::Continuation, None) => {
+                return protocol("continuation frame without a message to continue")
+            }
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return protocol("new data frame inside a fragmented message")
+            }
+            _ => {}
+        }
+        if h.len > self.config.max_frame_size {
+            return Err(Error::new(
+                ErrorKind::TooBig,
+                "frame exceeds max_frame_size",
+            ));
+        }
+        let so_far = if self.message.is_some() {
+            self.message_len
+        } else {
+            0
+        };
+        if so_far + h.len > self.config.max_message_size {
+            return Err(Error::new(
+                ErrorKind::TooBig,
+                "message exceeds max_message_size",
+            ));
+        }
+        if self.message.is_some() && self.fragments >= self.config.max_fragments {
+            return Err(Error::new(
+                ErrorKind::Policy,
+                "message exceeds max_fragments",
+            ));
+        }
+        Ok(op)
+    }
+
+    /// Duties of a complete control frame (its payload already unmasked).
+    fn control(&mut self, op: OpCode, payload: &[u8], tx: &mut Sender) -> Result<(), Error> {
+        match op {
+            // §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST send a
+            // Pong frame in response ... with identical Application data".
+            OpCode::Ping => tx.queue_pong(payload),
+            // §5.5.3: "A response to an unsolicited Pong frame is not expected."
+            OpCode::Pong => {}
+            _ => {
+                let close = parse_close_payload(payload)?;
+                // §5.5.1: echo "the status code it received".
+                tx.on_peer_close(close.map(|c| c.code));
+                self.done = true;
+                self.buf = Vec::new();
+            }
+        }
+        Ok(())
+    }
+}
+
+fn invalid_utf8() -> Error {
+    Error::new(ErrorKind::InvalidPayload, "text is not UTF-8")
+}
+
+fn message(op: OpCode, bytes: &[u8]) -> Message<'_> {
+    match op {
+        // Already validated (in place, or incrementally while assembling);
+        // checking again keeps the crate free of `unsafe`.
+        OpCode::Text => Message::Text(std::str::from_utf8(bytes).unwrap_or_default()),
+        _ => Message::Binary(bytes),
+    }
+}
+
+/// Both halves of a connection.
+#[derive(Debug)]
+pub struct Connection {
+    rx: Receiver,
+    tx: Sender,
+}
+
+impl Connection {
+    /// A server-side connection (after the handshake).
+    pub fn server(config: Config) -> Self {
+        Self {
+            rx: Receiver::new(Role::Server, config),
+            tx: Sender::new(None),
+        }
+    }
+
+    /// A client-side connection; `mask_seed` seeds the masking keys and should
+    /// come from the OS's random source.
+    pub fn client(config: Config, mask_seed: u64) -> Self {
+        Self {
+            rx: Receiver::new(Role::Client, config),
+            tx: Sender::new(Some(mask_seed)),
+        }
+    }
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.rx.role
+    }
+
+    /// The two halves, so an event borrowed from the receiver can be answered
+    /// through the sender.
+    pub fn split(&mut self) -> (&mut Receiver, &mut Sender) {
+        (&mut self.rx, &mut self.tx)
+    }
+
+    /// The sending half.
+    pub fn sender(&mut self) -> &mut Sender {
+        &mut self.tx
+    }
+
+    /// The receiving half.
+    pub fn receiver(&mut self) -> &mut Receiver {
+        &mut self.rx
+    }
+
+    /// [`Receiver::read`] on this connection.
+    ///
+    /// # Errors
+    /// As [`Receiver::read`].
+    pub fn read<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Read<'a>, Error> {
+        self.rx.read(input, &mut self.tx)
+    }
+}
