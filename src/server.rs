@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::handshake::Limits;
 use crate::proto::{self, Message};
 
-pub use crate::net::{ConnId, Ctx, Server, Stopper};
+pub use crate::net::{ConnId, Control, Ctx, Reactor, Remote, Server, Stopper};
 
 /// The application's side of the server. One handler serves every
 /// connection of the (single-threaded) reactor; [`ConnId`] tells them apart.
@@ -31,6 +31,23 @@ pub trait Handler {
     /// transport ended without a close frame.
     fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
         let _ = (id, code, reason);
+    }
+
+    /// A client connection could not be established: the TCP connect or
+    /// the opening handshake failed or timed out. `on_close` is not called
+    /// for it.
+    fn on_connect_failed(&mut self, id: ConnId, reason: &str) {
+        let _ = (id, reason);
+    }
+
+    /// Another thread called [`Remote::wake`].
+    fn on_wake(&mut self, ctl: &mut Control<'_>) {
+        let _ = ctl;
+    }
+
+    /// A timer set with [`Control::set_timer`] is due.
+    fn on_timer(&mut self, ctl: &mut Control<'_>, token: u64) {
+        let _ = (ctl, token);
     }
 }
 

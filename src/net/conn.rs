@@ -9,19 +9,32 @@ use crate::proto::Connection;
 /// Where a connection is in its life.
 ///
 /// ```text
-///  Handshake ──101──► Open ──close handshake done / failure──► Closing ──EOF / deadline──► dropped
-///      └──────── rejected (HTTP error or plain HTTP answer) ──────┘
+///  server:             Handshake ──101 sent──► Open ──close done / failure──► Closing ──► dropped
+///  client: Connecting ─► Handshake ──101 ok──►  │                                 ▲
+///                            └── rejected / plain HTTP answered ────────────────┘
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum State {
-    /// Reading the HTTP upgrade request.
+    /// Client: the TCP connect is in progress.
+    Connecting,
+    /// Server: reading the upgrade request. Client: request sent, reading
+    /// the response.
     Handshake,
     /// WebSocket frames flow.
     Open,
-    /// Flushing the last bytes, then the write side is shut down (the server
-    /// closes TCP first, RFC 6455 §7.1.1) and input is discarded until the
-    /// peer closes or the deadline passes.
+    /// Flushing the last bytes. A server then shuts its write side down (it
+    /// closes TCP first, RFC 6455 §7.1.1); both discard input until the peer
+    /// closes or the deadline passes.
     Closing,
+}
+
+/// What a client needs until its handshake completes.
+#[derive(Debug)]
+pub(crate) struct ClientSetup {
+    /// The request, sent once connected.
+    pub(crate) request: Vec<u8>,
+    /// The `Sec-WebSocket-Accept` value the server must answer with.
+    pub(crate) expected_accept: String,
 }
 
 #[derive(Debug)]
@@ -30,11 +43,12 @@ pub(crate) struct Conn {
     pub(crate) generation: u32,
     pub(crate) state: State,
     pub(crate) proto: Connection,
-    /// Input left unconsumed by the last read: an unfinished request header
-    /// block (bounded by the handshake limits) or the start of a frame (at
-    /// most `Receiver::MAX_UNCONSUMED` bytes). Empty, and unallocated, when
-    /// idle.
+    /// Input left unconsumed by the last read: an unfinished header block
+    /// (bounded by the handshake limits) or the start of a frame (at most
+    /// `Receiver::MAX_UNCONSUMED` bytes). Empty, and unallocated, when idle.
     pub(crate) partial: Vec<u8>,
+    /// Client only, until the handshake completes.
+    pub(crate) client: Option<Box<ClientSetup>>,
     /// The one deadline in force (see `timer`).
     pub(crate) deadline: Option<Instant>,
     /// `on_open` was called and `on_close` is still owed.
@@ -50,13 +64,14 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, generation: u32, proto: Connection) -> Self {
+    pub(crate) fn new(stream: TcpStream, generation: u32, proto: Connection, state: State) -> Self {
         Self {
             stream,
             generation,
-            state: State::Handshake,
+            state,
             proto,
             partial: Vec::new(),
+            client: None,
             deadline: None,
             opened: false,
             eof: false,

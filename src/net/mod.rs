@@ -3,11 +3,16 @@
 //! This is the only module that names mio, slab and sockets. It reads into
 //! one buffer shared by the whole loop, lets the protocol core decode frames
 //! in place, and hands borrowed messages to the [`Handler`](crate::Handler).
+//! Accepted and outgoing (client) connections live in the same loop.
 
 mod conn;
 mod ctx;
+mod drive;
+mod rand;
 mod reactor;
 mod timer;
+mod url;
 
 pub use ctx::{ConnId, Ctx};
-pub use reactor::{Server, Stopper};
+pub use reactor::{Control, Reactor, Remote, Server, Stopper};
+pub use url::{UrlError, WsUrl};

@@ -6,51 +6,265 @@
 //! has drained the socket (new data raises a new edge), so the extra read that
 //! would only say `WouldBlock` is skipped.
 
-use std::io::{self, Read};
-use std::net::{Shutdown, SocketAddr, ToSocketAddrs};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mio::net::TcpListener;
+use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::conn::{Conn, State};
-use super::ctx::{flush, ConnId, Ctx};
-use super::timer::Timers;
-use crate::handshake::server::{
-    classify, default_http_response, parse_request, write_accept, write_reject, Outcome,
-};
-use crate::handshake::Status;
-use crate::proto::{CloseState, Connection, Event, Read as ProtoRead};
+use super::conn::{ClientSetup, Conn, State};
+use super::ctx::{flush, ConnId};
+use super::drive::{drive, set_deadline, settle, Shared};
+use super::rand::{random_16, random_u64};
+use super::timer::{Target, Timers};
+use super::url::WsUrl;
+use crate::handshake::client::write_request;
+use crate::proto::{Connection, Message, OpCode, SendError};
 use crate::server::{Handler, ServerConfig};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 /// Slab keys at or above this are never handed out (they are the tokens above).
 const MAX_KEY: usize = usize::MAX - 16;
-/// Header slots offered to httparse; `Limits::max_headers` picks how many are used.
-const HEADER_SLOTS: usize = 256;
 
-/// Stops a running [`Server`] from another thread.
+/// A handle to a running reactor, usable from any thread.
 #[derive(Debug, Clone)]
-pub struct Stopper {
-    flag: Arc<AtomicBool>,
+pub struct Remote {
+    stop: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
-impl Stopper {
-    /// Ask the server's loop to stop; [`Server::run`] then returns.
+/// The name [`Server::stopper`] has always returned.
+pub type Stopper = Remote;
+
+impl Remote {
+    /// Ask the loop to stop; [`Reactor::run`] then returns.
     pub fn stop(&self) {
-        self.flag.store(true, Ordering::SeqCst);
+        self.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Wake the loop: it calls [`Handler::on_wake`] (e.g. to pick up work
+    /// another thread queued for the handler).
+    pub fn wake(&self) {
         if let Err(e) = self.waker.wake() {
             log::warn!("cannot wake the reactor: {e}");
         }
     }
 }
 
-/// A WebSocket server: a listener and its single-threaded reactor.
+/// A single-threaded event loop holding accepted and outgoing connections.
+#[derive(Debug)]
+pub struct Reactor<H> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    remote: Remote,
+    handler: H,
+    config: ServerConfig,
+    conns: Slab<Conn>,
+    timers: Timers,
+    next_generation: u32,
+}
+
+impl<H: Handler> Reactor<H> {
+    /// A reactor with no listener and no connections yet.
+    ///
+    /// # Errors
+    /// The OS refuses a poll instance.
+    pub fn new(config: ServerConfig, handler: H) -> io::Result<Self> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let remote = Remote {
+            stop: Arc::new(AtomicBool::new(false)),
+            waker,
+        };
+        Ok(Self {
+            poll,
+            listener: None,
+            remote,
+            handler,
+            config,
+            conns: Slab::new(),
+            timers: Timers::default(),
+            next_generation: 0,
+        })
+    }
+
+    /// Accept WebSocket connections on `addr` (the first address it
+    /// resolves to). Returns the bound address.
+    ///
+    /// # Errors
+    /// The address does not resolve or cannot be bound.
+    pub fn listen(&mut self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
+        let std_listener = std::net::TcpListener::bind(addr)?;
+        std_listener.set_nonblocking(true)?;
+        let mut listener = TcpListener::from_std(std_listener);
+        let local = listener.local_addr()?;
+        self.poll
+            .registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        self.listener = Some(listener);
+        Ok(local)
+    }
+
+    /// Open a client connection to a `ws://` URL (see [`Control::connect`]).
+    ///
+    /// # Errors
+    /// As [`Control::connect`].
+    pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
+        let now = Instant::now();
+        self.control(now).connect(url)
+    }
+
+    /// A handle to stop or wake the loop from another thread.
+    pub fn remote(&self) -> Remote {
+        self.remote.clone()
+    }
+
+    /// The handler.
+    pub fn handler_mut(&mut self) -> &mut H {
+        &mut self.handler
+    }
+
+    fn control(&mut self, now: Instant) -> Control<'_> {
+        Control {
+            conns: &mut self.conns,
+            poll: &self.poll,
+            timers: &mut self.timers,
+            config: &self.config,
+            next_generation: &mut self.next_generation,
+            stop: &self.remote.stop,
+            touched: Vec::new(),
+            now,
+        }
+    }
+
+    /// Run until stopped; returns the handler.
+    ///
+    /// # Errors
+    /// The poll itself fails (never because of one connection).
+    pub fn run(self) -> io::Result<H> {
+        let Reactor {
+            mut poll,
+            mut listener,
+            remote,
+            mut handler,
+            config,
+            mut conns,
+            mut timers,
+            mut next_generation,
+        } = self;
+        // The shared read buffer must hold a full header block plus room to read.
+        let size = config
+            .read_buffer_size
+            .max(config.handshake.max_header_bytes + 4096);
+        let mut rbuf = vec![0u8; size].into_boxed_slice();
+        let mut events = Events::with_capacity(1024);
+        loop {
+            if remote.stop.load(Ordering::SeqCst) {
+                for (key, conn) in conns.iter_mut() {
+                    if conn.opened {
+                        handler.on_close(
+                            ConnId {
+                                key,
+                                generation: conn.generation,
+                            },
+                            1006,
+                            "reactor stopped",
+                        );
+                    }
+                }
+                return Ok(handler);
+            }
+            let timeout = timers.timeout(Instant::now());
+            if let Err(e) = poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            let mut woken = false;
+            {
+                let mut sh = Shared {
+                    rbuf: &mut rbuf,
+                    handler: &mut handler,
+                    config: &config,
+                    timers: &mut timers,
+                    now,
+                };
+                for event in events.iter() {
+                    match event.token() {
+                        LISTENER => {
+                            if let Some(l) = listener.as_mut() {
+                                accept(l, &poll, &mut conns, &mut next_generation, &mut sh);
+                            }
+                        }
+                        WAKER => woken = true,
+                        Token(key) => {
+                            let Some(conn) = conns.get_mut(key) else {
+                                continue;
+                            };
+                            let readable =
+                                event.is_readable() || event.is_read_closed() || event.is_error();
+                            if !drive(conn, key, readable, &mut sh) {
+                                remove(&mut conns, key, &poll, sh.handler, "connection lost");
+                            }
+                        }
+                    }
+                }
+            }
+            let mut ctl = Control {
+                conns: &mut conns,
+                poll: &poll,
+                timers: &mut timers,
+                config: &config,
+                next_generation: &mut next_generation,
+                stop: &remote.stop,
+                touched: Vec::new(),
+                now,
+            };
+            if woken && !remote.stop.load(Ordering::SeqCst) {
+                handler.on_wake(&mut ctl);
+            }
+            while let Some((when, target)) = ctl.timers.pop_due(now) {
+                match target {
+                    Target::Conn(key, generation) => match ctl.conns.get(key) {
+                        Some(c) if c.generation == generation && c.deadline == Some(when) => {
+                            log::debug!("connection {key}: deadline passed in state {:?}", c.state);
+                            remove(ctl.conns, key, &poll, &mut handler, "timed out");
+                        }
+                        _ => {}
+                    },
+                    Target::App(token) => handler.on_timer(&mut ctl, token),
+                }
+            }
+            let touched = std::mem::take(&mut ctl.touched);
+            let mut sh = Shared {
+                rbuf: &mut rbuf,
+                handler: &mut handler,
+                config: &config,
+                timers: &mut timers,
+                now,
+            };
+            for id in touched {
+                let keep = match conns.get_mut(id.key) {
+                    Some(conn) if conn.generation == id.generation => settle(conn, id.key, &mut sh),
+                    _ => true,
+                };
+                if !keep {
+                    remove(&mut conns, id.key, &poll, sh.handler, "connection lost");
+                }
+            }
+        }
+    }
+}
+
+/// A WebSocket server: a listener and its reactor.
 ///
 /// ```no_run
 /// use wsreactor::{Ctx, Handler, Message, Server, ServerConfig};
@@ -68,12 +282,8 @@ impl Stopper {
 /// ```
 #[derive(Debug)]
 pub struct Server<H> {
-    poll: Poll,
-    listener: TcpListener,
+    reactor: Reactor<H>,
     local_addr: SocketAddr,
-    stopper: Stopper,
-    handler: H,
-    config: ServerConfig,
 }
 
 impl<H: Handler> Server<H> {
@@ -83,25 +293,11 @@ impl<H: Handler> Server<H> {
     /// The address does not resolve, or cannot be bound (in use, not local,
     /// no permission).
     pub fn bind(addr: impl ToSocketAddrs, config: ServerConfig, handler: H) -> io::Result<Self> {
-        let std_listener = std::net::TcpListener::bind(addr)?;
-        std_listener.set_nonblocking(true)?;
-        let mut listener = TcpListener::from_std(std_listener);
-        let local_addr = listener.local_addr()?;
-        let poll = Poll::new()?;
-        poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-        let stopper = Stopper {
-            flag: Arc::new(AtomicBool::new(false)),
-            waker,
-        };
+        let mut reactor = Reactor::new(config, handler)?;
+        let local_addr = reactor.listen(addr)?;
         Ok(Self {
-            poll,
-            listener,
+            reactor,
             local_addr,
-            stopper,
-            handler,
-            config,
         })
     }
 
@@ -112,7 +308,12 @@ impl<H: Handler> Server<H> {
 
     /// A handle that stops [`Server::run`] from another thread.
     pub fn stopper(&self) -> Stopper {
-        self.stopper.clone()
+        self.reactor.remote()
+    }
+
+    /// The underlying reactor (to open client connections from it too).
+    pub fn reactor_mut(&mut self) -> &mut Reactor<H> {
+        &mut self.reactor
     }
 
     /// Run the loop until stopped; returns the handler.
@@ -120,96 +321,140 @@ impl<H: Handler> Server<H> {
     /// # Errors
     /// The poll itself fails (never because of one connection).
     pub fn run(self) -> io::Result<H> {
-        let Server {
-            mut poll,
-            mut listener,
-            stopper,
-            mut handler,
-            config,
-            ..
-        } = self;
-        // The shared read buffer must hold a full header block plus room to read.
-        let size = config
-            .read_buffer_size
-            .max(config.handshake.max_header_bytes + 4096);
-        let mut rbuf = vec![0u8; size].into_boxed_slice();
-        let mut conns: Slab<Conn> = Slab::new();
-        let mut timers = Timers::default();
-        let mut events = Events::with_capacity(1024);
-        let mut next_generation: u32 = 0;
-        loop {
-            let timeout = timers.timeout(Instant::now());
-            if let Err(e) = poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(e);
-            }
-            if stopper.flag.load(Ordering::SeqCst) {
-                for (key, conn) in conns.iter_mut() {
-                    if conn.opened {
-                        handler.on_close(
-                            ConnId {
-                                key,
-                                generation: conn.generation,
-                            },
-                            1006,
-                            "server stopped",
-                        );
-                    }
-                }
-                return Ok(handler);
-            }
-            let now = Instant::now();
-            let mut sh = Shared {
-                rbuf: &mut rbuf,
-                handler: &mut handler,
-                config: &config,
-                timers: &mut timers,
-                now,
-            };
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => accept(
-                        &mut listener,
-                        &poll,
-                        &mut conns,
-                        &mut next_generation,
-                        &mut sh,
-                    ),
-                    WAKER => {}
-                    Token(key) => {
-                        let Some(conn) = conns.get_mut(key) else {
-                            continue;
-                        };
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        if !drive(conn, key, readable, &mut sh) {
-                            remove(&mut conns, key, &poll, sh.handler);
-                        }
-                    }
-                }
-            }
-            while let Some((when, key, generation)) = timers.pop_due(now) {
-                match conns.get(key) {
-                    Some(c) if c.generation == generation && c.deadline == Some(when) => {
-                        log::debug!("connection {key}: deadline passed in state {:?}", c.state);
-                        remove(&mut conns, key, &poll, &mut handler);
-                    }
-                    _ => {}
-                }
-            }
-        }
+        self.reactor.run()
     }
 }
 
-/// The loop-wide things every connection step uses.
-struct Shared<'a, H> {
-    rbuf: &'a mut [u8],
-    handler: &'a mut H,
-    config: &'a ServerConfig,
+/// Acting on any connection of the reactor, outside a connection's own
+/// callback: given to [`Handler::on_wake`] and [`Handler::on_timer`].
+#[derive(Debug)]
+pub struct Control<'a> {
+    conns: &'a mut Slab<Conn>,
+    poll: &'a Poll,
     timers: &'a mut Timers,
+    config: &'a ServerConfig,
+    next_generation: &'a mut u32,
+    stop: &'a AtomicBool,
+    /// Connections acted on: settled (and dropped if broken) afterwards.
+    touched: Vec<ConnId>,
     now: Instant,
+}
+
+impl Control<'_> {
+    /// Open a client connection to `ws://host[:port][/path]`. The host is
+    /// resolved with the system resolver (blocking, once per call); the TCP
+    /// connect and the handshake then proceed in the loop. The handler gets
+    /// [`Handler::on_open`] when the handshake succeeds, or
+    /// [`Handler::on_connect_failed`] if it fails or does not finish within
+    /// `handshake_timeout`.
+    ///
+    /// # Errors
+    /// A bad URL, a name that does not resolve, too many connections, or a
+    /// socket error.
+    pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
+        let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let addr = (url.host.as_str(), url.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
+        self.connect_addr(addr, &url.host_header(), &url.path)
+    }
+
+    /// Open a client connection to `addr`, sending `host` and `path` in the
+    /// request (no name resolution).
+    ///
+    /// # Errors
+    /// Too many connections, or a socket error.
+    pub fn connect_addr(&mut self, addr: SocketAddr, host: &str, path: &str) -> io::Result<ConnId> {
+        if self.conns.len() >= self.config.max_connections || self.conns.vacant_key() >= MAX_KEY {
+            return Err(io::Error::other("connection limit reached"));
+        }
+        let mut stream = TcpStream::connect(addr)?;
+        let key = self.conns.vacant_key();
+        self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let mut request = Vec::with_capacity(256);
+        let client_key = write_request(&mut request, host, path, &random_16(), &[], None, &[]);
+        *self.next_generation = self.next_generation.wrapping_add(1);
+        let proto = Connection::client(self.config.protocol, random_u64());
+        let mut conn = Conn::new(stream, *self.next_generation, proto, State::Connecting);
+        conn.client = Some(Box::new(ClientSetup {
+            request,
+            expected_accept: client_key.expected_accept().to_string(),
+        }));
+        set_deadline(
+            &mut conn,
+            key,
+            self.timers,
+            self.now + self.config.handshake_timeout,
+        );
+        let generation = conn.generation;
+        self.conns.insert(conn);
+        Ok(ConnId { key, generation })
+    }
+
+    /// Send a message on connection `id`.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] if the connection is gone, not open yet, or
+    /// closing.
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
+        self.with(id, |tx| tx.send(msg.opcode(), msg.as_bytes()))
+    }
+
+    /// Send a ping on connection `id`.
+    ///
+    /// # Errors
+    /// As [`Control::send`], or [`SendError::ControlTooLong`].
+    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
+        self.with(id, |tx| tx.send(OpCode::Ping, payload))
+    }
+
+    /// Start the close handshake on connection `id`.
+    ///
+    /// # Errors
+    /// As [`Control::send`], or an invalid code or reason.
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+        self.with(id, |tx| tx.close(code, reason))
+    }
+
+    /// Is `id` an open WebSocket connection?
+    pub fn is_open(&self, id: ConnId) -> bool {
+        matches!(self.conns.get(id.key), Some(c) if c.generation == id.generation && c.state == State::Open)
+    }
+
+    /// Number of connections held (in any state).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Call [`Handler::on_timer`] with `token` after `delay`.
+    pub fn set_timer(&mut self, delay: Duration, token: u64) {
+        self.timers.push(self.now + delay, Target::App(token));
+    }
+
+    /// Stop the loop after this callback.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn with(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut crate::proto::Sender) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        let conn = match self.conns.get_mut(id.key) {
+            Some(c) if c.generation == id.generation && c.state == State::Open => c,
+            _ => return Err(SendError::Closed),
+        };
+        f(conn.proto.sender())?;
+        flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
+        self.touched.push(id);
+        Ok(())
+    }
 }
 
 fn accept<H>(
@@ -251,6 +496,7 @@ fn accept<H>(
             stream,
             *next_generation,
             Connection::server(sh.config.protocol),
+            State::Handshake,
         );
         set_deadline(
             &mut conn,
@@ -263,235 +509,16 @@ fn accept<H>(
     }
 }
 
-fn remove<H: Handler>(conns: &mut Slab<Conn>, key: usize, poll: &Poll, handler: &mut H) {
+fn remove<H: Handler>(conns: &mut Slab<Conn>, key: usize, poll: &Poll, handler: &mut H, why: &str) {
     let mut conn = conns.remove(key);
     let _ = poll.registry().deregister(&mut conn.stream);
-    if conn.opened {
-        handler.on_close(
-            ConnId {
-                key,
-                generation: conn.generation,
-            },
-            1006,
-            "",
-        );
-    }
-}
-
-fn set_deadline(conn: &mut Conn, key: usize, timers: &mut Timers, when: std::time::Instant) {
-    conn.deadline = Some(when);
-    timers.push(when, key, conn.generation);
-}
-
-/// Handle readiness of one connection; `false` means drop it.
-fn drive<H: Handler>(
-    conn: &mut Conn,
-    key: usize,
-    mut readable: bool,
-    sh: &mut Shared<'_, H>,
-) -> bool {
     let id = ConnId {
         key,
         generation: conn.generation,
     };
-    flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
-    if conn.read_paused && conn.proto.sender().pending_len() <= sh.config.max_pending_output / 2 {
-        conn.read_paused = false;
-        readable = true;
+    if conn.opened {
+        handler.on_close(id, 1006, why);
+    } else if conn.client.is_some() {
+        handler.on_connect_failed(id, why);
     }
-    if readable {
-        read_loop(conn, id, sh);
-    }
-    settle(conn, key, sh)
-}
-
-fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) {
-    while !conn.broken && !conn.eof {
-        if conn.proto.sender().pending_len() > sh.config.max_pending_output {
-            // Backpressure: the peer is not reading what we send.
-            conn.read_paused = true;
-            return;
-        }
-        let p = conn.partial.len();
-        sh.rbuf[..p].copy_from_slice(&conn.partial);
-        let room = sh.rbuf.len() - p;
-        match conn.stream.read(&mut sh.rbuf[p..]) {
-            Ok(0) => conn.eof = true,
-            Ok(n) => {
-                process(conn, id, sh, p + n);
-                if n < room {
-                    return;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                log::debug!("read from {id:?}: {e}");
-                conn.broken = true;
-            }
-        }
-    }
-}
-
-/// Consume `sh.rbuf[..len]` according to the connection's state.
-fn process<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
-    match conn.state {
-        State::Handshake => handshake(conn, id, sh, len),
-        State::Open => frames(conn, id, sh, len),
-        State::Closing => conn.partial = Vec::new(),
-    }
-}
-
-fn handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
-    let limits = &sh.config.handshake;
-    let slots = limits.max_headers.min(HEADER_SLOTS);
-    let mut headers = [httparse::EMPTY_HEADER; HEADER_SLOTS];
-    let mut response = Vec::new();
-    let upgraded_len = match parse_request(&sh.rbuf[..len], &mut headers[..slots], limits) {
-        Ok(Status::Partial) => {
-            conn.partial.clear();
-            conn.partial.extend_from_slice(&sh.rbuf[..len]);
-            return;
-        }
-        Ok(Status::Complete(req)) => match classify(&req) {
-            Outcome::Upgrade(up) => {
-                write_accept(&mut response, up.key, None, None);
-                Some(req.len)
-            }
-            Outcome::Reject(reject) => {
-                log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
-                write_reject(&mut response, &reject);
-                None
-            }
-            Outcome::Http(plain) => {
-                default_http_response(&mut response, &plain);
-                None
-            }
-        },
-        Err(reject) => {
-            log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
-            write_reject(&mut response, &reject);
-            None
-        }
-    };
-    conn.partial = Vec::new();
-    conn.proto.sender().queue_raw(&response);
-    let Some(req_len) = upgraded_len else {
-        conn.state = State::Closing;
-        return;
-    };
-    conn.state = State::Open;
-    conn.deadline = None;
-    conn.opened = true;
-    flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
-    {
-        let (_, tx) = conn.proto.split();
-        let mut ctx = Ctx {
-            id,
-            tx,
-            stream: &mut conn.stream,
-            cork: false,
-            broken: &mut conn.broken,
-        };
-        sh.handler.on_open(&mut ctx);
-    }
-    // Lenient on purpose: frames sent right behind the request (before our
-    // 101 arrived) are processed, not dropped.
-    if req_len < len {
-        sh.rbuf.copy_within(req_len..len, 0);
-        frames(conn, id, sh, len - req_len);
-    }
-}
-
-/// Decode frames from `sh.rbuf[..len]` and dispatch their events.
-fn frames<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
-    let mut off = 0;
-    let (rx, tx) = conn.proto.split();
-    loop {
-        let input = &mut sh.rbuf[off..len];
-        let input_len = input.len();
-        match rx.read(input, tx) {
-            Ok(ProtoRead {
-                consumed,
-                event: None,
-            }) => {
-                off += consumed;
-                break;
-            }
-            Ok(ProtoRead {
-                consumed,
-                event: Some(event),
-            }) => {
-                off += consumed;
-                let cork = consumed < input_len;
-                let mut ctx = Ctx {
-                    id,
-                    tx,
-                    stream: &mut conn.stream,
-                    cork,
-                    broken: &mut conn.broken,
-                };
-                match event {
-                    Event::Message(msg) => sh.handler.on_message(&mut ctx, msg),
-                    Event::Ping(_) => {}
-                    Event::Pong(payload) => sh.handler.on_pong(&mut ctx, payload),
-                    Event::Close(frame) => {
-                        if conn.opened {
-                            conn.opened = false;
-                            let (code, reason) = frame.map_or((1005, ""), |f| (f.code, f.reason));
-                            sh.handler.on_close(id, code, reason);
-                        }
-                    }
-                }
-            }
-            Err(e) => {
-                log::debug!("{id:?}: failing the connection: {e}");
-                if conn.opened {
-                    conn.opened = false;
-                    sh.handler.on_close(id, e.close_code(), e.detail());
-                }
-                off = len;
-                break;
-            }
-        }
-    }
-    if off < len {
-        conn.partial.clear();
-        conn.partial.extend_from_slice(&sh.rbuf[off..len]);
-    } else {
-        conn.partial = Vec::new();
-    }
-}
-
-/// After I/O: flush, move between states, set deadlines. `false`: drop.
-fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
-    flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
-    if conn.broken || conn.eof {
-        return false;
-    }
-    if conn.state == State::Open {
-        match conn.proto.sender().state() {
-            CloseState::Closed => {
-                conn.state = State::Closing;
-                set_deadline(conn, key, sh.timers, sh.now + sh.config.close_timeout);
-            }
-            CloseState::CloseSent if conn.deadline.is_none() => {
-                set_deadline(conn, key, sh.timers, sh.now + sh.config.close_timeout);
-            }
-            _ => {}
-        }
-    }
-    if conn.state == State::Closing {
-        if conn.deadline.is_none() {
-            set_deadline(conn, key, sh.timers, sh.now + sh.config.close_timeout);
-        }
-        if !conn.shut_write && conn.proto.sender().pending_len() == 0 {
-            conn.shut_write = true;
-            if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
-                log::debug!("shutdown: {e}");
-                return false;
-            }
-        }
-    }
-    true
 }
