@@ -1,0 +1,41 @@
+//! `wsreactor`: the command-line front end. Each subcommand lives in its
+//! own module.
+
+use std::process::ExitCode;
+
+mod echo;
+
+const USAGE: &str = "\
+wsreactor: an RFC 6455 WebSocket server and client on a single-threaded mio reactor
+
+USAGE:
+    wsreactor <COMMAND> [OPTIONS]
+
+COMMANDS:
+    echo      Echo server: every text and binary message back unchanged
+    help      Print this help (also: wsreactor <COMMAND> --help)
+
+Logging goes to stderr through env_logger; set RUST_LOG (e.g. RUST_LOG=debug).
+";
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let mut args = std::env::args_os().skip(1);
+    let cmd = args.next();
+    let rest: Vec<std::ffi::OsString> = args.collect();
+    let result = match cmd.as_ref().and_then(|c| c.to_str()) {
+        None | Some("-h" | "--help" | "help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("echo") => echo::run(rest),
+        Some(other) => Err(format!("unknown command '{other}' (see --help)")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("wsreactor: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
