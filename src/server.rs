@@ -1,16 +1,50 @@
 //! The public server API: a [`Handler`] for the application, a plain
-//! [`ServerConfig`] and a [`Server`] that binds and runs the reactor.
+//! [`ServerConfig`] and the [`Server`] that binds and runs the reactor.
 
 use std::time::Duration;
 
+use crate::handshake::server::Upgrade;
 use crate::handshake::Limits;
 use crate::proto::{self, Message};
 
-pub use crate::net::{ConnId, Control, Ctx, Reactor, Remote, Server, Stopper};
+pub use crate::net::{ConnId, Control, Ctx, Metrics, Reactor, Remote, Server, Stopper};
 
-/// The application's side of the server. One handler serves every
-/// connection of the (single-threaded) reactor; [`ConnId`] tells them apart.
+/// What [`Handler::on_handshake`] decides about an upgrade request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision<'b> {
+    /// Answer 101. `protocol` must be one of the subprotocols the client
+    /// offered (RFC 6455 §4.2.2); `None` selects none.
+    Accept {
+        /// The chosen subprotocol.
+        protocol: Option<&'b str>,
+    },
+    /// Answer with an HTTP error and close.
+    Reject {
+        /// The HTTP status (e.g. 401, 403).
+        status: u16,
+        /// A one-line text body.
+        reason: &'static str,
+    },
+}
+
+impl Decision<'_> {
+    /// Accept without a subprotocol.
+    pub const ACCEPT: Decision<'static> = Decision::Accept { protocol: None };
+}
+
+/// The application's side of the reactor. One handler serves every
+/// connection of the (single-threaded) loop; [`ConnId`] tells them apart.
 pub trait Handler {
+    /// A valid upgrade request arrived (after the built-in checks: RFC 6455
+    /// rules and [`ServerConfig::allowed_origins`]). Decide whether to
+    /// accept it (and with which subprotocol) or reject it with an HTTP
+    /// status, e.g. for a missing or bad `Authorization: Bearer` token.
+    /// Default: accept without a subprotocol.
+    fn on_handshake<'b>(&mut self, id: ConnId, req: &Upgrade<'_, 'b>) -> Decision<'b> {
+        let _ = (id, req);
+        Decision::ACCEPT
+    }
+
     /// A connection completed its opening handshake.
     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
         let _ = ctx;
@@ -20,15 +54,16 @@ pub trait Handler {
     /// the connection's assembly buffer) and is valid for this call only.
     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>);
 
-    /// A pong arrived (the answer to [`Ctx::ping`], or unsolicited).
+    /// A pong arrived (the answer to a heartbeat or [`Ctx::ping`], or
+    /// unsolicited).
     fn on_pong(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
         let _ = (ctx, payload);
     }
 
     /// The connection ended; called once for every connection that was
     /// opened. `code` is the peer's close code (1005 if its close carried
-    /// none), the code we failed the connection with, or 1006 if the
-    /// transport ended without a close frame.
+    /// none), the code we closed or failed the connection with, or 1006 if
+    /// the transport ended without a close frame.
     fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
         let _ = (id, code, reason);
     }
@@ -51,22 +86,46 @@ pub trait Handler {
     }
 }
 
-/// Server settings. Every field says its default and what it protects
-/// against.
+/// Reactor settings, for accepted and outgoing connections alike. Every
+/// field says its default and what it protects against.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Frame and message limits of the protocol core (see [`proto::Config`]).
+    /// Frame, message and fragment limits of the protocol core (16 MiB,
+    /// 64 MiB, 131072; see [`proto::Config`]).
     pub protocol: proto::Config,
     /// Header block limits of the opening handshake (8 KiB, 64 headers).
     pub handshake: Limits,
-    /// Time a client has to complete its opening handshake; then the
-    /// connection is dropped. Default 5 s: a slow dribble (slowloris) cannot
-    /// hold a connection open.
+    /// Time to complete the opening handshake (for a client: connect plus
+    /// handshake); then the connection is dropped. Default 5 s: a slow
+    /// dribble (slowloris) cannot hold a connection open.
     pub handshake_timeout: Duration,
-    /// Time we wait for the peer's close frame after sending ours, and for the
-    /// peer to close TCP after the close handshake. Default 5 s: a peer that
-    /// never answers cannot keep the connection.
+    /// Time we wait for the peer's close frame after sending ours, and for
+    /// TCP to end after the close handshake. Default 5 s: a peer that never
+    /// answers cannot keep the connection.
     pub close_timeout: Duration,
+    /// Send a ping this long after the last one (or the open). Default 30 s;
+    /// `None` disables heartbeats. Finds peers that vanished without a FIN.
+    pub ping_interval: Option<Duration>,
+    /// A pong must arrive this long after our ping, or the connection is
+    /// failed with close code 1001. Default 10 s.
+    pub pong_timeout: Duration,
+    /// Close (1001, "idle timeout") a connection from which nothing was
+    /// received for this long. Default `None` (off): heartbeats already find
+    /// dead peers, and a quiet but healthy subscriber is normal.
+    pub idle_timeout: Option<Duration>,
+    /// On shutdown, time given to the close handshakes before the loop
+    /// returns anyway. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// If set, only upgrade requests whose `Origin` is in this list (exact,
+    /// ASCII case-insensitive) are accepted; others get 403. Requests
+    /// without `Origin` (non-browser clients) are accepted. Default `None`
+    /// (any origin): set it in production for browser-facing services
+    /// (RFC 6455 §10.2, cross-site WebSocket hijacking).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Path answering plain `GET` with Prometheus text metrics. Default
+    /// `Some("/metrics")`; `None` disables it. `GET /healthz` always answers
+    /// 200.
+    pub metrics_path: Option<String>,
     /// Size of the one read buffer the whole reactor shares. Default 64 KiB.
     pub read_buffer_size: usize,
     /// Reading from a connection pauses while this much output is queued for
@@ -74,8 +133,8 @@ pub struct ServerConfig {
     /// largest frame, so an echo of one maximal message never stalls): a peer
     /// that stops reading cannot make us buffer without bound.
     pub max_pending_output: usize,
-    /// Connections held at once; further accepted sockets are closed at once.
-    /// Default 100 000.
+    /// Connections held at once; beyond it an accepted socket gets a `503`
+    /// and is closed. Default 100 000. Bounds memory and file descriptors.
     pub max_connections: usize,
 }
 
@@ -86,6 +145,12 @@ impl Default for ServerConfig {
             handshake: Limits::default(),
             handshake_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(5),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong_timeout: Duration::from_secs(10),
+            idle_timeout: None,
+            shutdown_timeout: Duration::from_secs(5),
+            allowed_origins: None,
+            metrics_path: Some("/metrics".to_string()),
             read_buffer_size: 64 * 1024,
             max_pending_output: 32 << 20,
             max_connections: 100_000,

@@ -51,6 +51,17 @@ pub(crate) struct Conn {
     pub(crate) client: Option<Box<ClientSetup>>,
     /// The one deadline in force (see `timer`).
     pub(crate) deadline: Option<Instant>,
+    /// When input last arrived (loop time), for the idle timeout.
+    pub(crate) last_read: Instant,
+    /// When our outstanding heartbeat ping was sent, until its pong arrives.
+    pub(crate) ping_sent: Option<Instant>,
+    /// When the next heartbeat ping is due.
+    pub(crate) next_ping: Instant,
+    /// The deadline in force is the last one (handshake or close): heartbeats
+    /// no longer move it.
+    pub(crate) final_deadline: bool,
+    /// The close code we sent was counted in the metrics.
+    pub(crate) close_counted: bool,
     /// `on_open` was called and `on_close` is still owed.
     pub(crate) opened: bool,
     /// The peer ended its side of TCP.
@@ -64,7 +75,13 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(stream: TcpStream, generation: u32, proto: Connection, state: State) -> Self {
+    pub(crate) fn new(
+        stream: TcpStream,
+        generation: u32,
+        proto: Connection,
+        state: State,
+        now: Instant,
+    ) -> Self {
         Self {
             stream,
             generation,
@@ -73,6 +90,11 @@ impl Conn {
             partial: Vec::new(),
             client: None,
             deadline: None,
+            last_read: now,
+            ping_sent: None,
+            next_ping: now,
+            final_deadline: false,
+            close_counted: false,
             opened: false,
             eof: false,
             broken: false,

@@ -4,6 +4,7 @@ use std::io::{self, IoSlice, Write};
 
 use mio::net::TcpStream;
 
+use super::metrics::Metrics;
 use crate::proto::{Message, OpCode, SendError, Sender};
 
 /// Identifies a connection: its slab slot plus a generation, so an id kept
@@ -35,6 +36,7 @@ pub struct Ctx<'a> {
     pub(crate) stream: &'a mut TcpStream,
     pub(crate) cork: bool,
     pub(crate) broken: &'a mut bool,
+    pub(crate) metrics: &'a mut Metrics,
 }
 
 impl Ctx<'_> {
@@ -94,6 +96,13 @@ impl Ctx<'_> {
     }
 
     fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        self.write_data(opcode, payload)?;
+        self.metrics.messages_out += 1;
+        self.metrics.bytes_out += payload.len() as u64;
+        Ok(())
+    }
+
+    fn write_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
         if self.cork || self.tx.pending_len() > 0 || *self.broken {
             return self.tx.send(opcode, payload);
         }

@@ -1,5 +1,5 @@
-//! One connection's reaction to readiness: flush, read, decode, dispatch,
-//! then settle its state and deadline.
+//! One connection's reaction to readiness and to its deadline: flush, read,
+//! decode, dispatch, then settle its state and deadline.
 
 use std::io::{self, Read};
 use std::net::Shutdown;
@@ -7,14 +7,16 @@ use std::time::Instant;
 
 use super::conn::{Conn, State};
 use super::ctx::{flush, ConnId, Ctx};
+use super::metrics::Metrics;
 use super::timer::{Target, Timers};
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
-    classify, default_http_response, parse_request, write_accept, write_reject, Outcome,
+    classify, default_http_response, parse_request, write_accept, write_reject, write_response,
+    Outcome, Upgrade,
 };
 use crate::handshake::Status;
 use crate::proto::{CloseState, Event, Read as ProtoRead, Role};
-use crate::server::{Handler, ServerConfig};
+use crate::server::{Decision, Handler, ServerConfig};
 
 /// Header slots offered to httparse; `Limits::max_headers` picks how many are used.
 const HEADER_SLOTS: usize = 256;
@@ -25,6 +27,10 @@ pub(crate) struct Shared<'a, H> {
     pub(crate) handler: &'a mut H,
     pub(crate) config: &'a ServerConfig,
     pub(crate) timers: &'a mut Timers,
+    pub(crate) metrics: &'a mut Metrics,
+    /// Connections that asked for `/metrics`: answered after the events,
+    /// when the gauges over all connections can be computed.
+    pub(crate) metrics_requests: &'a mut Vec<ConnId>,
     pub(crate) now: Instant,
 }
 
@@ -58,6 +64,68 @@ pub(crate) fn drive<H: Handler>(
     settle(conn, key, sh)
 }
 
+/// The connection's deadline passed; `false` means drop it.
+///
+/// An open connection's deadline serves the heartbeat and the idle timeout;
+/// any other deadline (handshake, close) ends the connection.
+pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
+    if conn.state != State::Open || conn.final_deadline {
+        log::debug!(
+            "connection {key}: deadline passed in state {:?}",
+            conn.state
+        );
+        return false;
+    }
+    let id = ConnId {
+        key,
+        generation: conn.generation,
+    };
+    let cfg = sh.config;
+    let now = sh.now;
+    if let Some(sent) = conn.ping_sent {
+        if now >= sent + cfg.pong_timeout {
+            // The peer is gone or stuck: fail the connection.
+            conn.proto.sender().fail(1001);
+            closed(conn, id, sh, 1001, "pong timeout");
+            return settle(conn, key, sh);
+        }
+    }
+    if let Some(idle) = cfg.idle_timeout {
+        if now >= conn.last_read + idle {
+            let _ = conn.proto.sender().close(1001, "idle timeout");
+            closed(conn, id, sh, 1001, "idle timeout");
+            return settle(conn, key, sh);
+        }
+    }
+    if let Some(interval) = cfg.ping_interval {
+        if conn.ping_sent.is_none() && now >= conn.next_ping {
+            if conn.proto.sender().ping(b"").is_ok() {
+                conn.ping_sent = Some(now);
+            }
+            conn.next_ping = now + interval;
+        }
+    }
+    schedule_heartbeat(conn, key, sh);
+    settle(conn, key, sh)
+}
+
+/// Set an open connection's deadline to the next heartbeat or idle check.
+fn schedule_heartbeat<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
+    let cfg = sh.config;
+    let candidates = [
+        conn.ping_sent.map(|sent| sent + cfg.pong_timeout),
+        cfg.ping_interval
+            .filter(|_| conn.ping_sent.is_none())
+            .map(|_| conn.next_ping),
+        cfg.idle_timeout.map(|idle| conn.last_read + idle),
+    ];
+    match candidates.into_iter().flatten().min() {
+        Some(when) if conn.deadline != Some(when) => set_deadline(conn, key, sh.timers, when),
+        Some(_) => {}
+        None => conn.deadline = None,
+    }
+}
+
 /// Client: has the TCP connect finished? Sends the request once it has.
 fn connected<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) -> bool {
     match conn.stream.take_error() {
@@ -87,16 +155,26 @@ fn connected<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) ->
     true
 }
 
-pub(crate) fn connect_failed<H: Handler>(
-    conn: &mut Conn,
-    id: ConnId,
-    sh: &mut Shared<'_, H>,
-    why: &str,
-) {
+fn connect_failed<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, why: &str) {
     log::debug!("{id:?}: {why}");
     conn.broken = true;
     conn.client = None;
     sh.handler.on_connect_failed(id, why);
+}
+
+/// The WebSocket connection ended for the application: `on_close`, once.
+pub(crate) fn closed<H: Handler>(
+    conn: &mut Conn,
+    id: ConnId,
+    sh: &mut Shared<'_, H>,
+    code: u16,
+    reason: &str,
+) {
+    if conn.opened {
+        conn.opened = false;
+        sh.metrics.connections_open -= 1;
+        sh.handler.on_close(id, code, reason);
+    }
 }
 
 fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) {
@@ -112,6 +190,8 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) {
         match conn.stream.read(&mut sh.rbuf[p..]) {
             Ok(0) => conn.eof = true,
             Ok(n) => {
+                sh.metrics.bytes_in += n as u64;
+                conn.last_read = sh.now;
                 process(conn, id, sh, p + n);
                 if n < room {
                     return;
@@ -137,43 +217,118 @@ fn process<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len:
     }
 }
 
+/// What to answer an upgrade request with.
+enum Answer {
+    /// 101 written; the header block was this long.
+    Upgraded(usize),
+    /// An HTTP answer written; close after it.
+    Http,
+    /// `GET` of the metrics path: answered after the events.
+    Metrics,
+}
+
 fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
     let limits = &sh.config.handshake;
     let mut headers = [httparse::EMPTY_HEADER; HEADER_SLOTS];
     let slots = limits.max_headers.min(HEADER_SLOTS);
     let mut response = Vec::new();
-    let upgraded_len = match parse_request(&sh.rbuf[..len], &mut headers[..slots], limits) {
+    let answer = match parse_request(&sh.rbuf[..len], &mut headers[..slots], limits) {
         Ok(Status::Partial) => {
             conn.partial.clear();
             conn.partial.extend_from_slice(&sh.rbuf[..len]);
             return;
         }
         Ok(Status::Complete(req)) => match classify(&req) {
-            Outcome::Upgrade(up) => {
-                write_accept(&mut response, up.key, None, None);
-                Some(req.len)
-            }
+            Outcome::Upgrade(up) => upgrade(
+                &up,
+                id,
+                sh.handler,
+                sh.config,
+                sh.metrics,
+                &mut response,
+                req.len,
+            ),
             Outcome::Reject(reject) => {
                 log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
+                sh.metrics.rejected(reject.reason.as_str());
                 write_reject(&mut response, &reject);
-                None
+                Answer::Http
+            }
+            Outcome::Http(plain)
+                if plain.method == "GET"
+                    && sh.config.metrics_path.as_deref() == Some(plain.path) =>
+            {
+                Answer::Metrics
             }
             Outcome::Http(plain) => {
                 default_http_response(&mut response, &plain);
-                None
+                Answer::Http
             }
         },
         Err(reject) => {
             log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
+            sh.metrics.rejected(reject.reason.as_str());
             write_reject(&mut response, &reject);
-            None
+            Answer::Http
         }
     };
     conn.partial = Vec::new();
     conn.proto.sender().queue_raw(&response);
-    match upgraded_len {
-        Some(req_len) => open(conn, id, sh, req_len, len),
-        None => conn.state = State::Closing,
+    match answer {
+        Answer::Upgraded(req_len) => open(conn, id, sh, req_len, len),
+        Answer::Http => conn.state = State::Closing,
+        Answer::Metrics => {
+            conn.state = State::Closing;
+            sh.metrics_requests.push(id);
+        }
+    }
+}
+
+/// Built-in checks, then the handler's decision; writes the response.
+fn upgrade<H: Handler>(
+    up: &Upgrade<'_, '_>,
+    id: ConnId,
+    handler: &mut H,
+    config: &ServerConfig,
+    metrics: &mut Metrics,
+    response: &mut Vec<u8>,
+    req_len: usize,
+) -> Answer {
+    if let (Some(allowed), Some(origin)) = (&config.allowed_origins, up.origin) {
+        if !allowed
+            .iter()
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
+        {
+            metrics.rejected("origin");
+            write_response(response, 403, &[], b"origin not allowed\n");
+            return Answer::Http;
+        }
+    }
+    match handler.on_handshake(id, up) {
+        Decision::Accept { protocol } => {
+            if let Some(p) = protocol {
+                // RFC 6455 §4.2.2: the selected subprotocol must be one the
+                // client offered.
+                if !up.protocols().any(|offered| offered == p.as_bytes()) {
+                    log::error!(
+                        "{id:?}: handler chose subprotocol {p:?}, which the client did not offer"
+                    );
+                    metrics.rejected("handler_error");
+                    write_response(response, 500, &[], b"internal error\n");
+                    return Answer::Http;
+                }
+            }
+            write_accept(response, up.key, protocol, None);
+            Answer::Upgraded(req_len)
+        }
+        Decision::Reject { status, reason } => {
+            metrics.rejected("handler");
+            let mut body = Vec::with_capacity(reason.len() + 1);
+            body.extend_from_slice(reason.as_bytes());
+            body.push(b'\n');
+            write_response(response, status, &[], &body);
+            Answer::Http
+        }
     }
 }
 
@@ -207,8 +362,9 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
     }
 }
 
-/// The handshake succeeded: tell the handler, then decode any frames that
-/// arrived behind the header block (`sh.rbuf[head_len..len]`).
+/// The handshake succeeded: start the heartbeat, tell the handler, then
+/// decode any frames that arrived behind the header block
+/// (`sh.rbuf[head_len..len]`).
 fn open<H: Handler>(
     conn: &mut Conn,
     id: ConnId,
@@ -219,6 +375,12 @@ fn open<H: Handler>(
     conn.state = State::Open;
     conn.deadline = None;
     conn.opened = true;
+    sh.metrics.connections_open += 1;
+    sh.metrics.connections_total += 1;
+    if let Some(interval) = sh.config.ping_interval {
+        conn.next_ping = sh.now + interval;
+    }
+    schedule_heartbeat(conn, id.key, sh);
     flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
     {
         let (_, tx) = conn.proto.split();
@@ -228,6 +390,7 @@ fn open<H: Handler>(
             stream: &mut conn.stream,
             cork: false,
             broken: &mut conn.broken,
+            metrics: sh.metrics,
         };
         sh.handler.on_open(&mut ctx);
     }
@@ -247,54 +410,62 @@ fn frames<H: Handler>(
     len: usize,
 ) {
     let mut off = start;
-    let (rx, tx) = conn.proto.split();
-    loop {
-        let input = &mut sh.rbuf[off..len];
-        let input_len = input.len();
-        match rx.read(input, tx) {
-            Ok(ProtoRead {
-                consumed,
-                event: None,
-            }) => {
-                off += consumed;
-                break;
-            }
-            Ok(ProtoRead {
-                consumed,
-                event: Some(event),
-            }) => {
-                off += consumed;
-                let cork = consumed < input_len;
-                let mut ctx = Ctx {
-                    id,
-                    tx,
-                    stream: &mut conn.stream,
-                    cork,
-                    broken: &mut conn.broken,
-                };
-                match event {
-                    Event::Message(msg) => sh.handler.on_message(&mut ctx, msg),
-                    Event::Ping(_) => {}
-                    Event::Pong(payload) => sh.handler.on_pong(&mut ctx, payload),
-                    Event::Close(frame) => {
-                        if conn.opened {
-                            conn.opened = false;
+    let mut ended: Option<(u16, String)> = None;
+    {
+        let (rx, tx) = conn.proto.split();
+        loop {
+            let input = &mut sh.rbuf[off..len];
+            let input_len = input.len();
+            match rx.read(input, tx) {
+                Ok(ProtoRead {
+                    consumed,
+                    event: None,
+                }) => {
+                    off += consumed;
+                    break;
+                }
+                Ok(ProtoRead {
+                    consumed,
+                    event: Some(event),
+                }) => {
+                    off += consumed;
+                    let cork = consumed < input_len;
+                    let mut ctx = Ctx {
+                        id,
+                        tx,
+                        stream: &mut conn.stream,
+                        cork,
+                        broken: &mut conn.broken,
+                        metrics: sh.metrics,
+                    };
+                    match event {
+                        Event::Message(msg) => {
+                            ctx.metrics.messages_in += 1;
+                            sh.handler.on_message(&mut ctx, msg);
+                        }
+                        Event::Ping(_) => {}
+                        Event::Pong(payload) => {
+                            conn.ping_sent = None;
+                            sh.handler.on_pong(&mut ctx, payload);
+                        }
+                        Event::Close(frame) => {
                             let (code, reason) = frame.map_or((1005, ""), |f| (f.code, f.reason));
-                            sh.handler.on_close(id, code, reason);
+                            *ctx.metrics.close_codes_received.entry(code).or_default() += 1;
+                            ended = Some((code, reason.to_string()));
                         }
                     }
                 }
-            }
-            Err(e) => {
-                log::debug!("{id:?}: failing the connection: {e}");
-                if conn.opened {
-                    conn.opened = false;
-                    sh.handler.on_close(id, e.close_code(), e.detail());
+                Err(e) => {
+                    log::debug!("{id:?}: failing the connection: {e}");
+                    ended = Some((e.close_code(), e.detail().to_string()));
+                    off = len;
+                    break;
                 }
-                off = len;
-                break;
             }
         }
+    }
+    if let Some((code, reason)) = ended {
+        closed(conn, id, sh, code, &reason);
     }
     if off < len {
         conn.partial.clear();
@@ -307,22 +478,24 @@ fn frames<H: Handler>(
 /// After I/O: flush, move between states, set deadlines. `false`: drop.
 pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
     flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
+    if !conn.close_counted {
+        if let Some(code) = conn.proto.sender().sent_close_code() {
+            conn.close_counted = true;
+            *sh.metrics.close_codes_sent.entry(code).or_default() += 1;
+        }
+    }
     if conn.broken || conn.eof {
         return false;
     }
-    if conn.state == State::Open {
-        match conn.proto.sender().state() {
-            CloseState::Closed => conn.state = State::Closing,
-            CloseState::CloseSent if conn.deadline.is_none() => {
-                set_deadline(conn, key, sh.timers, sh.now + sh.config.close_timeout);
-            }
-            _ => {}
-        }
+    if conn.state == State::Open && conn.proto.sender().state() == CloseState::Closed {
+        conn.state = State::Closing;
+    }
+    let closing = conn.state == State::Closing || conn.proto.sender().state() != CloseState::Open;
+    if closing && !conn.final_deadline {
+        conn.final_deadline = true;
+        set_deadline(conn, key, sh.timers, sh.now + sh.config.close_timeout);
     }
     if conn.state == State::Closing {
-        if conn.deadline.is_none() {
-            set_deadline(conn, key, sh.timers, sh.now + sh.config.close_timeout);
-        }
         // RFC 6455 §7.1.1: the server closes TCP first; the client waits for
         // it (until the deadline).
         let server = conn.proto.role() == Role::Server;

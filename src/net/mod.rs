@@ -8,11 +8,13 @@
 mod conn;
 mod ctx;
 mod drive;
+mod metrics;
 mod rand;
 mod reactor;
 mod timer;
 mod url;
 
 pub use ctx::{ConnId, Ctx};
+pub use metrics::Metrics;
 pub use reactor::{Control, Reactor, Remote, Server, Stopper};
 pub use url::{UrlError, WsUrl};

@@ -6,7 +6,7 @@
 //! has drained the socket (new data raises a new edge), so the extra read that
 //! would only say `WouldBlock` is skipped.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,11 +18,13 @@ use slab::Slab;
 
 use super::conn::{ClientSetup, Conn, State};
 use super::ctx::{flush, ConnId};
-use super::drive::{drive, set_deadline, settle, Shared};
+use super::drive::{closed, drive, expire, set_deadline, settle, Shared};
+use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::{Target, Timers};
 use super::url::WsUrl;
 use crate::handshake::client::write_request;
+use crate::handshake::server::write_response;
 use crate::proto::{Connection, Message, OpCode, SendError};
 use crate::server::{Handler, ServerConfig};
 
@@ -34,17 +36,33 @@ const MAX_KEY: usize = usize::MAX - 16;
 /// A handle to a running reactor, usable from any thread.
 #[derive(Debug, Clone)]
 pub struct Remote {
-    stop: Arc<AtomicBool>,
+    flags: Arc<Flags>,
     waker: Arc<Waker>,
+}
+
+#[derive(Debug, Default)]
+struct Flags {
+    stop: AtomicBool,
+    shutdown: AtomicBool,
 }
 
 /// The name [`Server::stopper`] has always returned.
 pub type Stopper = Remote;
 
 impl Remote {
-    /// Ask the loop to stop; [`Reactor::run`] then returns.
+    /// Stop the loop at once; [`Reactor::run`] returns. Open connections get
+    /// `on_close` with 1006 and their sockets are closed without a close
+    /// handshake. See [`Remote::shutdown`] for the graceful way.
     pub fn stop(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.flags.stop.store(true, Ordering::SeqCst);
+        self.wake();
+    }
+
+    /// Graceful shutdown: stop accepting, send close 1001 ("going away") to
+    /// every open connection, wait for the close handshakes up to
+    /// `shutdown_timeout`, then return from [`Reactor::run`].
+    pub fn shutdown(&self) {
+        self.flags.shutdown.store(true, Ordering::SeqCst);
         self.wake();
     }
 
@@ -55,6 +73,24 @@ impl Remote {
             log::warn!("cannot wake the reactor: {e}");
         }
     }
+}
+
+/// A [`Control`] borrowing the reactor's fields one by one, so the handler
+/// (another field) stays free to be called with it.
+macro_rules! control {
+    ($r:expr, $now:expr) => {
+        Control {
+            conns: &mut $r.conns,
+            poll: &$r.poll,
+            timers: &mut $r.timers,
+            config: &$r.config,
+            metrics: &mut $r.metrics,
+            next_generation: &mut $r.next_generation,
+            flags: &$r.remote.flags,
+            touched: Vec::new(),
+            now: $now,
+        }
+    };
 }
 
 /// A single-threaded event loop holding accepted and outgoing connections.
@@ -68,6 +104,9 @@ pub struct Reactor<H> {
     conns: Slab<Conn>,
     timers: Timers,
     next_generation: u32,
+    metrics: Metrics,
+    /// When a graceful shutdown must be over.
+    shutdown_deadline: Option<Instant>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -79,7 +118,7 @@ impl<H: Handler> Reactor<H> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let remote = Remote {
-            stop: Arc::new(AtomicBool::new(false)),
+            flags: Arc::default(),
             waker,
         };
         Ok(Self {
@@ -91,6 +130,8 @@ impl<H: Handler> Reactor<H> {
             conns: Slab::new(),
             timers: Timers::default(),
             next_generation: 0,
+            metrics: Metrics::default(),
+            shutdown_deadline: None,
         })
     }
 
@@ -116,8 +157,7 @@ impl<H: Handler> Reactor<H> {
     /// # Errors
     /// As [`Control::connect`].
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
-        let now = Instant::now();
-        self.control(now).connect(url)
+        self.control(Instant::now()).connect(url)
     }
 
     /// A handle to stop or wake the loop from another thread.
@@ -130,139 +170,290 @@ impl<H: Handler> Reactor<H> {
         &mut self.handler
     }
 
-    fn control(&mut self, now: Instant) -> Control<'_> {
-        Control {
-            conns: &mut self.conns,
-            poll: &self.poll,
-            timers: &mut self.timers,
-            config: &self.config,
-            next_generation: &mut self.next_generation,
-            stop: &self.remote.stop,
-            touched: Vec::new(),
-            now,
-        }
+    /// The counters so far.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
-    /// Run until stopped; returns the handler.
+    fn control(&mut self, now: Instant) -> Control<'_> {
+        control!(self, now)
+    }
+
+    /// Run until stopped (or shut down); returns the handler.
     ///
     /// # Errors
     /// The poll itself fails (never because of one connection).
-    pub fn run(self) -> io::Result<H> {
-        let Reactor {
-            mut poll,
-            mut listener,
-            remote,
-            mut handler,
-            config,
-            mut conns,
-            mut timers,
-            mut next_generation,
-        } = self;
+    pub fn run(mut self) -> io::Result<H> {
         // The shared read buffer must hold a full header block plus room to read.
-        let size = config
+        let size = self
+            .config
             .read_buffer_size
-            .max(config.handshake.max_header_bytes + 4096);
+            .max(self.config.handshake.max_header_bytes + 4096);
         let mut rbuf = vec![0u8; size].into_boxed_slice();
         let mut events = Events::with_capacity(1024);
+        let mut metrics_requests = Vec::new();
         loop {
-            if remote.stop.load(Ordering::SeqCst) {
-                for (key, conn) in conns.iter_mut() {
-                    if conn.opened {
-                        handler.on_close(
-                            ConnId {
-                                key,
-                                generation: conn.generation,
-                            },
-                            1006,
-                            "reactor stopped",
-                        );
-                    }
-                }
-                return Ok(handler);
+            if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(Instant::now()) {
+                return Ok(self.finish());
             }
-            let timeout = timers.timeout(Instant::now());
-            if let Err(e) = poll.poll(&mut events, timeout) {
+            let timeout = self.timers.timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
             let now = Instant::now();
+            self.metrics.loop_iterations += 1;
             let mut woken = false;
-            {
-                let mut sh = Shared {
-                    rbuf: &mut rbuf,
-                    handler: &mut handler,
-                    config: &config,
-                    timers: &mut timers,
-                    now,
-                };
-                for event in events.iter() {
-                    match event.token() {
-                        LISTENER => {
-                            if let Some(l) = listener.as_mut() {
-                                accept(l, &poll, &mut conns, &mut next_generation, &mut sh);
-                            }
-                        }
-                        WAKER => woken = true,
-                        Token(key) => {
-                            let Some(conn) = conns.get_mut(key) else {
-                                continue;
-                            };
-                            let readable =
-                                event.is_readable() || event.is_read_closed() || event.is_error();
-                            if !drive(conn, key, readable, &mut sh) {
-                                remove(&mut conns, key, &poll, sh.handler, "connection lost");
-                            }
-                        }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => woken = true,
+                    Token(key) => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.with_conn(
+                            key,
+                            None,
+                            now,
+                            &mut rbuf,
+                            &mut metrics_requests,
+                            |conn, key, sh| drive(conn, key, readable, sh),
+                        );
                     }
                 }
             }
-            let mut ctl = Control {
-                conns: &mut conns,
-                poll: &poll,
-                timers: &mut timers,
-                config: &config,
-                next_generation: &mut next_generation,
-                stop: &remote.stop,
-                touched: Vec::new(),
-                now,
-            };
-            if woken && !remote.stop.load(Ordering::SeqCst) {
-                handler.on_wake(&mut ctl);
+            if self.remote.flags.shutdown.load(Ordering::SeqCst) && self.shutdown_deadline.is_none()
+            {
+                self.begin_shutdown(now, &mut rbuf, &mut metrics_requests);
             }
-            while let Some((when, target)) = ctl.timers.pop_due(now) {
+            if woken {
+                let mut ctl = control!(self, now);
+                self.handler.on_wake(&mut ctl);
+                let touched = ctl.touched;
+                self.settle_touched(touched, now, &mut rbuf, &mut metrics_requests);
+            }
+            while let Some((when, target)) = self.timers.pop_due(now) {
                 match target {
-                    Target::Conn(key, generation) => match ctl.conns.get(key) {
-                        Some(c) if c.generation == generation && c.deadline == Some(when) => {
-                            log::debug!("connection {key}: deadline passed in state {:?}", c.state);
-                            remove(ctl.conns, key, &poll, &mut handler, "timed out");
+                    Target::Conn(key, generation) => {
+                        let due = matches!(self.conns.get(key), Some(c) if c.generation == generation && c.deadline == Some(when));
+                        if due {
+                            self.with_conn(
+                                key,
+                                None,
+                                now,
+                                &mut rbuf,
+                                &mut metrics_requests,
+                                expire,
+                            );
                         }
-                        _ => {}
-                    },
-                    Target::App(token) => handler.on_timer(&mut ctl, token),
+                    }
+                    Target::App(token) => {
+                        let mut ctl = control!(self, now);
+                        self.handler.on_timer(&mut ctl, token);
+                        let touched = ctl.touched;
+                        self.settle_touched(touched, now, &mut rbuf, &mut metrics_requests);
+                    }
                 }
             }
-            let touched = std::mem::take(&mut ctl.touched);
-            let mut sh = Shared {
-                rbuf: &mut rbuf,
-                handler: &mut handler,
-                config: &config,
-                timers: &mut timers,
-                now,
-            };
-            for id in touched {
-                let keep = match conns.get_mut(id.key) {
-                    Some(conn) if conn.generation == id.generation => settle(conn, id.key, &mut sh),
-                    _ => true,
-                };
-                if !keep {
-                    remove(&mut conns, id.key, &poll, sh.handler, "connection lost");
-                }
+            for id in std::mem::take(&mut metrics_requests) {
+                self.answer_metrics(id, now, &mut rbuf);
             }
         }
     }
+
+    /// Run `f` on connection `key` (if it exists and, with `generation`,
+    /// is still that connection); drop it if `f` says so.
+    fn with_conn(
+        &mut self,
+        key: usize,
+        generation: Option<u32>,
+        now: Instant,
+        rbuf: &mut [u8],
+        metrics_requests: &mut Vec<ConnId>,
+        f: impl FnOnce(&mut Conn, usize, &mut Shared<'_, H>) -> bool,
+    ) {
+        let mut sh = Shared {
+            rbuf,
+            handler: &mut self.handler,
+            config: &self.config,
+            timers: &mut self.timers,
+            metrics: &mut self.metrics,
+            metrics_requests,
+            now,
+        };
+        let keep = match self.conns.get_mut(key) {
+            Some(conn) if generation.is_none_or(|g| g == conn.generation) => f(conn, key, &mut sh),
+            _ => return,
+        };
+        if !keep {
+            let mut conn = self.conns.remove(key);
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            let id = ConnId {
+                key,
+                generation: conn.generation,
+            };
+            if conn.opened {
+                closed(&mut conn, id, &mut sh, 1006, "connection lost");
+            } else if conn.client.is_some() {
+                sh.handler
+                    .on_connect_failed(id, "connection lost or timed out");
+            }
+        }
+    }
+
+    fn settle_touched(
+        &mut self,
+        touched: Vec<ConnId>,
+        now: Instant,
+        rbuf: &mut [u8],
+        mr: &mut Vec<ConnId>,
+    ) {
+        for id in touched {
+            self.with_conn(id.key, Some(id.generation), now, rbuf, mr, settle);
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        let Some(listener) = self.listener.as_mut() else {
+            return;
+        };
+        loop {
+            let (mut stream, addr) = match listener.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and friends: the backlog keeps the connection.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            self.metrics.accepted_total += 1;
+            if self.conns.len() >= self.config.max_connections || self.conns.vacant_key() >= MAX_KEY
+            {
+                log::warn!("refusing {addr}: {} connections held", self.conns.len());
+                self.metrics.refused_total += 1;
+                // Best effort: a fresh socket's send buffer takes this at once.
+                let _ = stream.write(SERVICE_UNAVAILABLE);
+                continue;
+            }
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("set_nodelay for {addr}: {e}");
+            }
+            let key = self.conns.vacant_key();
+            if let Err(e) = self.poll.registry().register(
+                &mut stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                log::warn!("register {addr}: {e}");
+                continue;
+            }
+            self.next_generation = self.next_generation.wrapping_add(1);
+            let proto = Connection::server(self.config.protocol);
+            let mut conn = Conn::new(stream, self.next_generation, proto, State::Handshake, now);
+            set_deadline(
+                &mut conn,
+                key,
+                &mut self.timers,
+                now + self.config.handshake_timeout,
+            );
+            self.conns.insert(conn);
+            log::trace!("accepted {addr} as {key}");
+        }
+    }
+
+    /// Stop accepting and start the close handshake everywhere.
+    fn begin_shutdown(&mut self, now: Instant, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
+        log::info!("shutting down: closing {} connections", self.conns.len());
+        self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
+        if let Some(mut l) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut l);
+        }
+        let keys: Vec<(usize, u32)> = self.conns.iter().map(|(k, c)| (k, c.generation)).collect();
+        for (key, generation) in keys {
+            self.with_conn(
+                key,
+                Some(generation),
+                now,
+                rbuf,
+                mr,
+                |conn, key, sh| match conn.state {
+                    State::Open => {
+                        let _ = conn.proto.sender().close(1001, "server shutting down");
+                        let id = ConnId {
+                            key,
+                            generation: conn.generation,
+                        };
+                        closed(conn, id, sh, 1001, "server shutting down");
+                        settle(conn, key, sh)
+                    }
+                    State::Closing => true,
+                    State::Handshake | State::Connecting => false,
+                },
+            );
+        }
+    }
+
+    fn shutdown_done(&self, now: Instant) -> bool {
+        match self.shutdown_deadline {
+            Some(deadline) => self.conns.is_empty() || now >= deadline,
+            None => false,
+        }
+    }
+
+    /// Leave the loop: whatever is still open ends abruptly.
+    fn finish(mut self) -> H {
+        for (key, conn) in self.conns.iter_mut() {
+            if conn.opened {
+                conn.opened = false;
+                self.handler.on_close(
+                    ConnId {
+                        key,
+                        generation: conn.generation,
+                    },
+                    1006,
+                    "reactor stopped",
+                );
+            }
+        }
+        self.handler
+    }
+
+    fn answer_metrics(&mut self, id: ConnId, now: Instant, rbuf: &mut [u8]) {
+        let queued: usize = self
+            .conns
+            .iter_mut()
+            .map(|(_, c)| c.proto.sender().pending_len())
+            .sum();
+        let body = self.metrics.render(queued, self.conns.len());
+        let mut response = Vec::with_capacity(body.len() + 128);
+        write_response(
+            &mut response,
+            200,
+            &[("Content-Type", "text/plain; version=0.0.4")],
+            body.as_bytes(),
+        );
+        let mut none = Vec::new();
+        self.with_conn(
+            id.key,
+            Some(id.generation),
+            now,
+            rbuf,
+            &mut none,
+            |conn, key, sh| {
+                conn.proto.sender().queue_raw(&response);
+                settle(conn, key, sh)
+            },
+        );
+    }
 }
+
+const SERVICE_UNAVAILABLE: &[u8] =
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n\
+Content-Length: 20\r\nConnection: close\r\n\r\ntoo many connections\n";
 
 /// A WebSocket server: a listener and its reactor.
 ///
@@ -333,8 +524,9 @@ pub struct Control<'a> {
     poll: &'a Poll,
     timers: &'a mut Timers,
     config: &'a ServerConfig,
+    metrics: &'a mut Metrics,
     next_generation: &'a mut u32,
-    stop: &'a AtomicBool,
+    flags: &'a Flags,
     /// Connections acted on: settled (and dropped if broken) afterwards.
     touched: Vec<ConnId>,
     now: Instant,
@@ -380,7 +572,13 @@ impl Control<'_> {
         let client_key = write_request(&mut request, host, path, &random_16(), &[], None, &[]);
         *self.next_generation = self.next_generation.wrapping_add(1);
         let proto = Connection::client(self.config.protocol, random_u64());
-        let mut conn = Conn::new(stream, *self.next_generation, proto, State::Connecting);
+        let mut conn = Conn::new(
+            stream,
+            *self.next_generation,
+            proto,
+            State::Connecting,
+            self.now,
+        );
         conn.client = Some(Box::new(ClientSetup {
             request,
             expected_accept: client_key.expected_accept().to_string(),
@@ -402,7 +600,15 @@ impl Control<'_> {
     /// [`SendError::Closed`] if the connection is gone, not open yet, or
     /// closing.
     pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
-        self.with(id, |tx| tx.send(msg.opcode(), msg.as_bytes()))
+        self.with(id, |tx| tx.send(msg.opcode(), msg.as_bytes()))?;
+        self.metrics.messages_out += 1;
+        self.metrics.bytes_out += msg.as_bytes().len() as u64;
+        Ok(())
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> &Metrics {
+        self.metrics
     }
 
     /// Send a ping on connection `id`.
@@ -438,7 +644,12 @@ impl Control<'_> {
 
     /// Stop the loop after this callback.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
+        self.flags.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Begin a graceful shutdown after this callback (see [`Remote::shutdown`]).
+    pub fn shutdown(&mut self) {
+        self.flags.shutdown.store(true, Ordering::SeqCst);
     }
 
     fn with(
@@ -454,71 +665,5 @@ impl Control<'_> {
         flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
         self.touched.push(id);
         Ok(())
-    }
-}
-
-fn accept<H>(
-    listener: &mut TcpListener,
-    poll: &Poll,
-    conns: &mut Slab<Conn>,
-    next_generation: &mut u32,
-    sh: &mut Shared<'_, H>,
-) {
-    loop {
-        let (mut stream, addr) = match listener.accept() {
-            Ok(x) => x,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                // EMFILE and friends: the backlog keeps the connection.
-                log::warn!("accept failed: {e}");
-                return;
-            }
-        };
-        if conns.len() >= sh.config.max_connections || conns.vacant_key() >= MAX_KEY {
-            log::warn!("refusing {addr}: {} connections open", conns.len());
-            continue;
-        }
-        if let Err(e) = stream.set_nodelay(true) {
-            log::debug!("set_nodelay for {addr}: {e}");
-        }
-        let key = conns.vacant_key();
-        if let Err(e) = poll.registry().register(
-            &mut stream,
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            log::warn!("register {addr}: {e}");
-            continue;
-        }
-        *next_generation = next_generation.wrapping_add(1);
-        let mut conn = Conn::new(
-            stream,
-            *next_generation,
-            Connection::server(sh.config.protocol),
-            State::Handshake,
-        );
-        set_deadline(
-            &mut conn,
-            key,
-            sh.timers,
-            sh.now + sh.config.handshake_timeout,
-        );
-        conns.insert(conn);
-        log::trace!("accepted {addr} as {key}");
-    }
-}
-
-fn remove<H: Handler>(conns: &mut Slab<Conn>, key: usize, poll: &Poll, handler: &mut H, why: &str) {
-    let mut conn = conns.remove(key);
-    let _ = poll.registry().deregister(&mut conn.stream);
-    let id = ConnId {
-        key,
-        generation: conn.generation,
-    };
-    if conn.opened {
-        handler.on_close(id, 1006, why);
-    } else if conn.client.is_some() {
-        handler.on_connect_failed(id, why);
     }
 }

@@ -37,6 +37,8 @@ pub struct Sender {
     /// How much of `out` the transport has taken.
     pos: usize,
     state: CloseState,
+    /// The code of the close frame we sent (`Some(1005)` for an empty one).
+    sent_close: Option<u16>,
     /// Masking-key generator; `Some` for a client (§5.3: "a client MUST mask
     /// all frames that it sends to the server").
     mask: Option<MaskGen>,
@@ -48,6 +50,7 @@ impl Sender {
             out: Vec::new(),
             pos: 0,
             state: CloseState::Open,
+            sent_close: None,
             mask: mask_seed.map(MaskGen),
         }
     }
@@ -55,6 +58,12 @@ impl Sender {
     /// Where the close handshake stands.
     pub fn state(&self) -> CloseState {
         self.state
+    }
+
+    /// The code of the close frame we sent, if any: `Some(1005)` when it
+    /// carried no code (an echo of an empty close).
+    pub fn sent_close_code(&self) -> Option<u16> {
+        self.sent_close
     }
 
     /// Queue a complete text or binary message as one frame.
@@ -193,6 +202,7 @@ impl Sender {
     }
 
     fn push_close(&mut self, code: Option<u16>, reason: &str) {
+        self.sent_close = Some(code.unwrap_or(1005));
         let mut payload = [0u8; 125];
         let len = match code {
             Some(code) => {

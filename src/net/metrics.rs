@@ -1,0 +1,171 @@
+//! Counters of the reactor, rendered in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// What the reactor counted since it started.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// WebSocket connections open now (handshake completed, not yet closed).
+    pub connections_open: u64,
+    /// WebSocket connections opened since start.
+    pub connections_total: u64,
+    /// TCP connections accepted since start.
+    pub accepted_total: u64,
+    /// Accepted sockets turned away at `max_connections`.
+    pub refused_total: u64,
+    /// Upgrade requests rejected, by reason.
+    pub handshakes_rejected: BTreeMap<&'static str, u64>,
+    /// Complete messages received.
+    pub messages_in: u64,
+    /// Bytes received (all of them, framing included).
+    pub bytes_in: u64,
+    /// Messages sent by the application.
+    pub messages_out: u64,
+    /// Payload bytes of the messages sent by the application.
+    pub bytes_out: u64,
+    /// Close codes received from peers.
+    pub close_codes_received: BTreeMap<u16, u64>,
+    /// Close codes we sent.
+    pub close_codes_sent: BTreeMap<u16, u64>,
+    /// Iterations of the event loop.
+    pub loop_iterations: u64,
+}
+
+impl Metrics {
+    pub(crate) fn rejected(&mut self, reason: &'static str) {
+        *self.handshakes_rejected.entry(reason).or_default() += 1;
+    }
+
+    /// Render in the Prometheus text exposition format; `queued_bytes` and
+    /// `connections_held` are gauges the reactor computes at scrape time.
+    pub fn render(&self, queued_bytes: usize, connections_held: usize) -> String {
+        let mut s = String::with_capacity(2048);
+        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(s, "# HELP wsreactor_{name} {help}\n# TYPE wsreactor_{name} {kind}\nwsreactor_{name} {v}");
+        };
+        one(
+            "connections_open",
+            "gauge",
+            "WebSocket connections open now.",
+            self.connections_open,
+        );
+        one(
+            "connections_held",
+            "gauge",
+            "TCP connections held in any state.",
+            connections_held as u64,
+        );
+        one(
+            "connections_total",
+            "counter",
+            "WebSocket connections opened.",
+            self.connections_total,
+        );
+        one(
+            "accepted_total",
+            "counter",
+            "TCP connections accepted.",
+            self.accepted_total,
+        );
+        one(
+            "refused_total",
+            "counter",
+            "Sockets refused at max_connections.",
+            self.refused_total,
+        );
+        one(
+            "messages_in_total",
+            "counter",
+            "Messages received.",
+            self.messages_in,
+        );
+        one(
+            "bytes_in_total",
+            "counter",
+            "Bytes received, framing included.",
+            self.bytes_in,
+        );
+        one(
+            "messages_out_total",
+            "counter",
+            "Messages sent.",
+            self.messages_out,
+        );
+        one(
+            "bytes_out_total",
+            "counter",
+            "Payload bytes sent.",
+            self.bytes_out,
+        );
+        one(
+            "queued_bytes",
+            "gauge",
+            "Output bytes queued, not yet taken by the kernel.",
+            queued_bytes as u64,
+        );
+        one(
+            "loop_iterations_total",
+            "counter",
+            "Event loop iterations.",
+            self.loop_iterations,
+        );
+        let _ = writeln!(
+            s,
+            "# HELP wsreactor_handshakes_rejected_total Upgrade requests rejected, by reason."
+        );
+        let _ = writeln!(s, "# TYPE wsreactor_handshakes_rejected_total counter");
+        for (reason, v) in &self.handshakes_rejected {
+            let _ = writeln!(
+                s,
+                "wsreactor_handshakes_rejected_total{{reason=\"{reason}\"}} {v}"
+            );
+        }
+        for (name, help, map) in [
+            (
+                "close_codes_received_total",
+                "Close codes received.",
+                &self.close_codes_received,
+            ),
+            (
+                "close_codes_sent_total",
+                "Close codes sent.",
+                &self.close_codes_sent,
+            ),
+        ] {
+            let _ = writeln!(
+                s,
+                "# HELP wsreactor_{name} {help}\n# TYPE wsreactor_{name} counter"
+            );
+            for (code, v) in map {
+                let _ = writeln!(s, "wsreactor_{name}{{code=\"{code}\"}} {v}");
+            }
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_prometheus_text() {
+        let mut m = Metrics {
+            connections_open: 2,
+            messages_in: 7,
+            ..Metrics::default()
+        };
+        m.rejected("bad_key");
+        m.rejected("bad_key");
+        m.close_codes_sent.insert(1001, 3);
+        let text = m.render(42, 5);
+        assert!(text.contains("\nwsreactor_connections_open 2\n"), "{text}");
+        assert!(text.contains("\nwsreactor_messages_in_total 7\n"));
+        assert!(text.contains("\nwsreactor_queued_bytes 42\n"));
+        assert!(text.contains("\nwsreactor_connections_held 5\n"));
+        assert!(text.contains("wsreactor_handshakes_rejected_total{reason=\"bad_key\"} 2\n"));
+        assert!(text.contains("wsreactor_close_codes_sent_total{code=\"1001\"} 3\n"));
+        assert!(text.contains("# TYPE wsreactor_bytes_out_total counter\n"));
+    }
+}
