@@ -23,5 +23,8 @@ mod status;
 
 pub use proto::{CloseFrame, Message};
 #[cfg(feature = "net")]
-pub use server::{ConnId, Control, Ctx, Handler, Reactor, Remote, Server, ServerConfig, Stopper};
+pub use server::{
+    ConnId, Control, Ctx, Decision, Handler, Metrics, Reactor, Remote, Server, ServerConfig,
+    Stopper,
+};
 pub use status::Status;

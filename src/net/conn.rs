@@ -20,6 +20,9 @@ pub(crate) enum State {
     /// Server: reading the upgrade request. Client: request sent, reading
     /// the response.
     Handshake,
+    /// Server: a plain HTTP request whose answer (the metrics) is written
+    /// after this round of events; input is ignored meanwhile.
+    Answering,
     /// WebSocket frames flow.
     Open,
     /// Flushing the last bytes. A server then shuts its write side down (it

@@ -39,13 +39,23 @@ pub(crate) fn set_deadline(conn: &mut Conn, key: usize, timers: &mut Timers, whe
     timers.push(when, Target::Conn(key, conn.generation));
 }
 
+/// How a connection became ready.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Readiness {
+    pub(crate) readable: bool,
+    /// The peer's FIN (or an error) is already known: read until EOF even
+    /// after a short read, since no further edge will come.
+    pub(crate) read_closed: bool,
+}
+
 /// Handle readiness of one connection; `false` means drop it.
 pub(crate) fn drive<H: Handler>(
     conn: &mut Conn,
     key: usize,
-    mut readable: bool,
+    ready: Readiness,
     sh: &mut Shared<'_, H>,
 ) -> bool {
+    let mut readable = ready.readable || ready.read_closed;
     let id = ConnId {
         key,
         generation: conn.generation,
@@ -59,7 +69,7 @@ pub(crate) fn drive<H: Handler>(
         readable = true;
     }
     if readable {
-        read_loop(conn, id, sh);
+        read_loop(conn, id, sh, ready.read_closed);
     }
     settle(conn, key, sh)
 }
@@ -177,12 +187,17 @@ pub(crate) fn closed<H: Handler>(
     }
 }
 
-fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) {
+fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, read_closed: bool) {
     while !conn.broken && !conn.eof {
         if conn.proto.sender().pending_len() > sh.config.max_pending_output {
-            // Backpressure: the peer is not reading what we send.
-            conn.read_paused = true;
-            return;
+            // Flush first: pausing is only safe once the kernel refused
+            // bytes, because that guarantees a writable edge to resume on.
+            flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
+            if conn.proto.sender().pending_len() > sh.config.max_pending_output {
+                // Backpressure: the peer is not reading what we send.
+                conn.read_paused = true;
+                return;
+            }
         }
         let p = conn.partial.len();
         sh.rbuf[..p].copy_from_slice(&conn.partial);
@@ -193,7 +208,9 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) {
                 sh.metrics.bytes_in += n as u64;
                 conn.last_read = sh.now;
                 process(conn, id, sh, p + n);
-                if n < room {
+                // A short read drained the socket; new data raises a new edge.
+                // A FIN already seen raises none, so then read on to EOF.
+                if n < room && !read_closed {
                     return;
                 }
             }
@@ -213,7 +230,7 @@ fn process<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len:
         (State::Handshake, Role::Server) => server_handshake(conn, id, sh, len),
         (State::Handshake, Role::Client) => client_handshake(conn, id, sh, len),
         (State::Open, _) => frames(conn, id, sh, 0, len),
-        (State::Closing | State::Connecting, _) => conn.partial = Vec::new(),
+        (State::Closing | State::Connecting | State::Answering, _) => conn.partial = Vec::new(),
     }
 }
 
@@ -278,7 +295,7 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         Answer::Upgraded(req_len) => open(conn, id, sh, req_len, len),
         Answer::Http => conn.state = State::Closing,
         Answer::Metrics => {
-            conn.state = State::Closing;
+            conn.state = State::Answering;
             sh.metrics_requests.push(id);
         }
     }

@@ -18,7 +18,7 @@ use slab::Slab;
 
 use super::conn::{ClientSetup, Conn, State};
 use super::ctx::{flush, ConnId};
-use super::drive::{closed, drive, expire, set_deadline, settle, Shared};
+use super::drive::{closed, drive, expire, set_deadline, settle, Readiness, Shared};
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::{Target, Timers};
@@ -211,15 +211,17 @@ impl<H: Handler> Reactor<H> {
                     LISTENER => self.accept(now),
                     WAKER => woken = true,
                     Token(key) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        let ready = Readiness {
+                            readable: event.is_readable(),
+                            read_closed: event.is_read_closed() || event.is_error(),
+                        };
                         self.with_conn(
                             key,
                             None,
                             now,
                             &mut rbuf,
                             &mut metrics_requests,
-                            |conn, key, sh| drive(conn, key, readable, sh),
+                            |conn, key, sh| drive(conn, key, ready, sh),
                         );
                     }
                 }
@@ -390,7 +392,7 @@ impl<H: Handler> Reactor<H> {
                         closed(conn, id, sh, 1001, "server shutting down");
                         settle(conn, key, sh)
                     }
-                    State::Closing => true,
+                    State::Closing | State::Answering => true,
                     State::Handshake | State::Connecting => false,
                 },
             );
@@ -445,6 +447,7 @@ impl<H: Handler> Reactor<H> {
             &mut none,
             |conn, key, sh| {
                 conn.proto.sender().queue_raw(&response);
+                conn.state = State::Closing;
                 settle(conn, key, sh)
             },
         );

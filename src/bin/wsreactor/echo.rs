@@ -1,60 +1,202 @@
-//! `wsreactor echo`: the echo server.
+//! `wsreactor echo` / `wsreactor serve`: the echo service with every server
+//! setting on the command line, token auth and graceful shutdown on
+//! SIGINT/SIGTERM.
 
 use std::ffi::OsString;
+use std::time::Duration;
 
-use wsreactor::{Ctx, Handler, Message, Server, ServerConfig};
+use wsreactor::handshake::server::Upgrade;
+use wsreactor::{ConnId, Ctx, Decision, Handler, Message, Server, ServerConfig};
 
 const USAGE: &str = "\
-wsreactor echo: echo every text and binary message back unchanged
+wsreactor echo: a WebSocket echo service (every text and binary message back unchanged)
 
 USAGE:
-    wsreactor echo [--addr ADDR]
+    wsreactor echo [OPTIONS]        (`wsreactor serve` is the same command)
 
 OPTIONS:
-    --addr ADDR    Address to listen on [default: 127.0.0.1:9001]
-    -h, --help     Print this help
+    --addr ADDR                 Listen address [default: 127.0.0.1:9001]
+    --auth-token TOKEN          Require `Authorization: Bearer TOKEN` (else 401)
+    --allow-origin ORIGIN       Accept only this Origin (repeatable; else 403);
+                                requests without Origin are accepted [default: any]
+    --protocol NAME             Subprotocol we speak (repeatable); the first the
+                                client offers is selected [default: none]
+    --max-connections N         Beyond this, answer 503 [default: 100000]
+    --max-frame BYTES           Largest frame payload (1009) [default: 16777216]
+    --max-message BYTES         Largest message (1009) [default: 67108864]
+    --max-fragments N           Most frames per message (1008) [default: 131072]
+    --max-header-bytes BYTES    Largest handshake header block (431) [default: 8192]
+    --max-headers N             Most handshake headers (431) [default: 64]
+    --max-pending-output BYTES  Pause reading above this much queued output
+                                [default: 33554432]
+    --handshake-timeout SECS    Time to finish the handshake [default: 5]
+    --close-timeout SECS        Time to finish the close handshake [default: 5]
+    --ping-interval SECS        Heartbeat ping period, 0 disables [default: 30]
+    --pong-timeout SECS         Pong deadline; then close 1001 [default: 10]
+    --idle-timeout SECS         Close after this long without input, 0 = off
+                                [default: 0]
+    --shutdown-timeout SECS     Graceful shutdown limit [default: 5]
+    --no-metrics                Do not serve GET /metrics
+    -h, --help                  Print this help
+
+SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
+the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
+at once. GET /healthz answers 200; GET /metrics Prometheus text.
 ";
 
-/// Echo every message back unchanged.
-struct Echo;
+/// Echo every message back; check the token and pick the subprotocol at the
+/// handshake.
+struct Echo {
+    token: Option<String>,
+    protocols: Vec<String>,
+}
 
 impl Handler for Echo {
+    fn on_handshake<'b>(&mut self, _id: ConnId, req: &Upgrade<'_, 'b>) -> Decision<'b> {
+        if let Some(token) = &self.token {
+            if !bearer_matches(req, token) {
+                return Decision::Reject {
+                    status: 401,
+                    reason: "missing or invalid bearer token",
+                };
+            }
+        }
+        let protocol = req
+            .protocols()
+            .find(|offered| self.protocols.iter().any(|p| p.as_bytes() == *offered));
+        Decision::Accept {
+            protocol: protocol.and_then(|p| std::str::from_utf8(p).ok()),
+        }
+    }
+
     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
         // A send only fails once the close handshake started; nothing to do then.
         let _ = ctx.send(msg);
     }
 }
 
+/// `Authorization: Bearer <token>`, compared in constant time.
+fn bearer_matches(req: &Upgrade<'_, '_>, token: &str) -> bool {
+    let Some(value) = req
+        .headers()
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+    else {
+        return false;
+    };
+    let value = value.value;
+    let Some(got) = value
+        .get(..7)
+        .filter(|p| p.eq_ignore_ascii_case(b"bearer "))
+        .map(|_| &value[7..])
+    else {
+        return false;
+    };
+    let got = got.trim_ascii();
+    got.len() == token.len()
+        && got
+            .iter()
+            .zip(token.as_bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 pub fn run(args: Vec<OsString>) -> Result<(), String> {
     use lexopt::prelude::*;
     let mut addr = "127.0.0.1:9001".to_string();
+    let mut cfg = ServerConfig::default();
+    let mut handler = Echo {
+        token: None,
+        protocols: Vec::new(),
+    };
+    let mut origins = Vec::new();
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
-        match arg {
-            Long("addr") => {
-                addr = parser
-                    .value()
-                    .map_err(|e| e.to_string())?
-                    .string()
-                    .map_err(|e| e.to_string())?
-            }
+        let name = match arg {
             Short('h') | Long("help") => {
                 print!("{USAGE}");
                 return Ok(());
             }
+            Long(name) => name.to_string(),
             other => {
                 return Err(format!(
                     "{} (see wsreactor echo --help)",
                     other.unexpected()
                 ))
             }
+        };
+        let mut value = || -> Result<String, String> {
+            let v = parser.value().map_err(|e| e.to_string())?;
+            v.string().map_err(|e| e.to_string())
+        };
+        match name.as_str() {
+            "addr" => addr = value()?,
+            "auth-token" => handler.token = Some(value()?),
+            "allow-origin" => origins.push(value()?),
+            "protocol" => handler.protocols.push(value()?),
+            "max-connections" => cfg.max_connections = number(&value()?)?,
+            "max-frame" => cfg.protocol.max_frame_size = number(&value()?)?,
+            "max-message" => cfg.protocol.max_message_size = number(&value()?)?,
+            "max-fragments" => cfg.protocol.max_fragments = number(&value()?)?,
+            "max-header-bytes" => cfg.handshake.max_header_bytes = number(&value()?)?,
+            "max-headers" => cfg.handshake.max_headers = number(&value()?)?,
+            "max-pending-output" => cfg.max_pending_output = number(&value()?)?,
+            "handshake-timeout" => cfg.handshake_timeout = seconds(&value()?)?,
+            "close-timeout" => cfg.close_timeout = seconds(&value()?)?,
+            "ping-interval" => {
+                cfg.ping_interval = Some(seconds(&value()?)?).filter(|d| !d.is_zero())
+            }
+            "pong-timeout" => cfg.pong_timeout = seconds(&value()?)?,
+            "idle-timeout" => cfg.idle_timeout = Some(seconds(&value()?)?).filter(|d| !d.is_zero()),
+            "shutdown-timeout" => cfg.shutdown_timeout = seconds(&value()?)?,
+            "no-metrics" => cfg.metrics_path = None,
+            _ => {
+                return Err(format!(
+                    "invalid option '--{name}' (see wsreactor echo --help)"
+                ))
+            }
         }
     }
-    let server = Server::bind(addr.as_str(), ServerConfig::default(), Echo)
+    if !origins.is_empty() {
+        cfg.allowed_origins = Some(origins);
+    }
+    let server = Server::bind(addr.as_str(), cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     log::info!("echo server listening on ws://{}", server.local_addr());
+    let remote = server.stopper();
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    std::thread::spawn(move || {
+        let mut seen = 0;
+        for signal in signals.forever() {
+            seen += 1;
+            if seen == 1 {
+                log::info!("signal {signal}: shutting down gracefully");
+                remote.shutdown();
+            } else {
+                log::warn!("signal {signal} again: stopping now");
+                remote.stop();
+            }
+        }
+    });
     server
         .run()
         .map_err(|e| format!("event loop failed: {e}"))?;
+    log::info!("stopped");
     Ok(())
+}
+
+fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not a valid number"))
+}
+
+fn seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a valid duration"))
 }

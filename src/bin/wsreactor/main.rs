@@ -12,7 +12,9 @@ USAGE:
     wsreactor <COMMAND> [OPTIONS]
 
 COMMANDS:
-    echo      Echo server: every text and binary message back unchanged
+    echo      Echo service: every text and binary message back unchanged,
+              with every server setting as an option (see echo --help)
+    serve     The same as echo
     help      Print this help (also: wsreactor <COMMAND> --help)
 
 Logging goes to stderr through env_logger; set RUST_LOG (e.g. RUST_LOG=debug).
@@ -28,7 +30,7 @@ fn main() -> ExitCode {
             print!("{USAGE}");
             Ok(())
         }
-        Some("echo") => echo::run(rest),
+        Some("echo" | "serve") => echo::run(rest),
         Some(other) => Err(format!("unknown command '{other}' (see --help)")),
     };
     match result {

@@ -1,0 +1,91 @@
+//! No heap allocation per echoed single-frame message in steady state.
+//!
+//! A counting global allocator (per thread, so only the reactor's thread is
+//! measured) wraps the system allocator for this test binary alone: each
+//! integration test is its own process. The real reactor runs an echo
+//! handler; a closed-loop client (send, wait for the echo) warms it up, then
+//! the reactor thread's allocations are counted across the next 10 000
+//! messages, from the end of one `on_message` to the end of another, so
+//! everything in between (poll, read, decode, unmask, UTF-8 check, callback,
+//! write) is covered.
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::*;
+use wsreactor::{Ctx, Handler, Message, ServerConfig};
+
+#[global_allocator]
+static ALLOC: CountingAlloc = CountingAlloc;
+
+const WARMUP: u64 = 1_000;
+const MEASURED: u64 = 10_000;
+
+/// Echoes, and reads the reactor thread's allocation counter around the
+/// measured window. The text "probe" afterwards allocates on purpose, to show
+/// the counter sees this thread.
+#[derive(Debug, Default)]
+struct CountingEcho {
+    messages: u64,
+    at_start: u64,
+    at_end: u64,
+    probe: u64,
+}
+
+impl Handler for CountingEcho {
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        if msg == Message::Text("probe") {
+            let before = thread_allocations();
+            std::hint::black_box(Box::new([0u8; 32]));
+            self.probe = thread_allocations() - before;
+            return;
+        }
+        self.messages += 1;
+        ctx.send(msg).expect("echo");
+        if self.messages == WARMUP {
+            self.at_start = thread_allocations();
+        } else if self.messages == WARMUP + MEASURED {
+            self.at_end = thread_allocations();
+        }
+    }
+}
+
+#[test]
+fn zero_allocations_per_echoed_message() {
+    let server = start(ServerConfig::default(), CountingEcho::default());
+    let mut c = WsClient::connect(server.addr);
+
+    // Text and binary of 20 bytes and 1 KiB, each with its own masking key;
+    // the echo must come back byte for byte as an unmasked frame.
+    let kinds: Vec<(Vec<u8>, Vec<u8>)> = [
+        (OP_TEXT, utf8_text(20).into_bytes()),
+        (OP_BINARY, binary(20)),
+        (OP_TEXT, utf8_text(1024).into_bytes()),
+        (OP_BINARY, binary(1024)),
+    ]
+    .into_iter()
+    .map(|(op, payload)| (c.frame(true, op, &payload), server_frame(op, &payload)))
+    .collect();
+    let mut echo = vec![0u8; 2048];
+    for i in 0..WARMUP + MEASURED {
+        let (request, expected) = &kinds[i as usize % kinds.len()];
+        c.stream.write_all(request).unwrap();
+        let got = &mut echo[..expected.len()];
+        c.stream.read_exact(got).unwrap();
+        assert!(got == expected.as_slice(), "echo {i} differs");
+    }
+    c.send(OP_TEXT, b"probe");
+    c.send(OP_CLOSE, &close_payload(1000, b""));
+    c.expect_close(&1000u16.to_be_bytes());
+    c.expect_eof();
+
+    let h = server.stop();
+    assert_eq!(h.messages, WARMUP + MEASURED);
+    assert!(h.probe >= 1, "the counter does not see the reactor thread");
+    assert_eq!(
+        h.at_end - h.at_start,
+        0,
+        "allocations on the reactor thread across {MEASURED} echoed messages"
+    );
+}
