@@ -24,7 +24,7 @@ mod status;
 pub use proto::{CloseFrame, Message};
 #[cfg(feature = "net")]
 pub use server::{
-    ConnId, Control, Ctx, Decision, Handler, Metrics, Reactor, Remote, Server, ServerConfig,
-    Stopper,
+    ConnId, Control, Ctx, Decision, Handler, Metrics, OverflowPolicy, Reactor, Remote, Sent,
+    Server, ServerConfig, Stopper,
 };
 pub use status::Status;

@@ -7,7 +7,7 @@ use crate::handshake::server::Upgrade;
 use crate::handshake::Limits;
 use crate::proto::{self, Message};
 
-pub use crate::net::{ConnId, Control, Ctx, Metrics, Reactor, Remote, Server, Stopper};
+pub use crate::net::{ConnId, Control, Ctx, Metrics, Reactor, Remote, Sent, Server, Stopper};
 
 /// What [`Handler::on_handshake`] decides about an upgrade request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +86,22 @@ pub trait Handler {
     }
 }
 
+/// What to do with a connection whose queued output would pass its limit.
+/// In every case the send that hit the limit returns
+/// [`SendError::Overflow`](crate::proto::SendError::Overflow) and queues
+/// nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Only refuse the message; the connection stays (the application
+    /// decides, e.g. to drop messages for a slow consumer).
+    Refuse,
+    /// Start the close handshake with this code (1008 policy violation, or
+    /// 1013 try again later).
+    Close(u16),
+    /// Drop the connection at once, without a close frame.
+    Drop,
+}
+
 /// Reactor settings, for accepted and outgoing connections alike. Every
 /// field says its default and what it protects against.
 #[derive(Debug, Clone)]
@@ -133,6 +149,14 @@ pub struct ServerConfig {
     /// largest frame, so an echo of one maximal message never stalls): a peer
     /// that stops reading cannot make us buffer without bound.
     pub max_pending_output: usize,
+    /// Hard limit on the output queued for one connection. A send that would
+    /// pass it is not queued and [`ServerConfig::on_overflow`] applies.
+    /// Default 128 MiB (twice the largest message): a peer that stops
+    /// reading while we keep sending cannot exhaust memory.
+    pub max_queued_output: usize,
+    /// What happens to a connection whose send would pass
+    /// `max_queued_output`. Default [`OverflowPolicy::Close`] with 1008.
+    pub on_overflow: OverflowPolicy,
     /// Connections held at once; beyond it an accepted socket gets a `503`
     /// and is closed. Default 100 000. Bounds memory and file descriptors.
     pub max_connections: usize,
@@ -153,6 +177,8 @@ impl Default for ServerConfig {
             metrics_path: Some("/metrics".to_string()),
             read_buffer_size: 64 * 1024,
             max_pending_output: 32 << 20,
+            max_queued_output: 128 << 20,
+            on_overflow: OverflowPolicy::Close(1008),
             max_connections: 100_000,
         }
     }

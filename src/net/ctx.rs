@@ -1,4 +1,5 @@
-//! What a handler callback gets: the connection's id and a way to send.
+//! Sending on a connection: what a handler callback gets ([`Ctx`]) and the
+//! write path it shares with [`Control`](super::Control).
 
 use std::io::{self, IoSlice, Write};
 
@@ -6,6 +7,7 @@ use mio::net::TcpStream;
 
 use super::metrics::Metrics;
 use crate::proto::{Message, OpCode, SendError, Sender};
+use crate::server::{OverflowPolicy, ServerConfig};
 
 /// Identifies a connection: its slab slot plus a generation, so an id kept
 /// after its connection closed never reaches the slot's next occupant.
@@ -22,94 +24,97 @@ impl ConnId {
     }
 }
 
-/// A handle to the connection a callback is about.
-///
-/// Sends go straight to the socket when nothing is queued before them (the
-/// frame header and payload in one vectored write); only what the kernel
-/// does not take is queued. While more received frames wait in the same
-/// read batch, sends are queued instead ("corked") and flushed once after the
-/// batch, so pipelined messages cost one write, not one each.
-#[derive(Debug)]
-pub struct Ctx<'a> {
-    pub(crate) id: ConnId,
-    pub(crate) tx: &'a mut Sender,
-    pub(crate) stream: &'a mut TcpStream,
-    pub(crate) cork: bool,
-    pub(crate) broken: &'a mut bool,
-    pub(crate) metrics: &'a mut Metrics,
+/// What became of a message that was accepted for sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// The kernel took the whole frame.
+    Written,
+    /// All or part of the frame waits in the connection's queue (the kernel
+    /// refused it, earlier output is still queued, or the send was corked);
+    /// it goes out as the socket drains.
+    Queued,
 }
 
-impl Ctx<'_> {
-    /// This connection's id.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
+/// The pieces of one connection a send needs.
+#[derive(Debug)]
+pub(crate) struct Link<'a> {
+    pub(crate) tx: &'a mut Sender,
+    pub(crate) stream: &'a mut TcpStream,
+    pub(crate) broken: &'a mut bool,
+    pub(crate) metrics: &'a mut Metrics,
+    pub(crate) config: &'a ServerConfig,
+}
 
-    /// Send a message of the same kind as `msg`.
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] once the close handshake has started.
-    pub fn send(&mut self, msg: Message<'_>) -> Result<(), SendError> {
-        self.send_data(msg.opcode(), msg.as_bytes())
-    }
-
-    /// Send a text message.
-    ///
-    /// # Errors
-    /// As [`Ctx::send`].
-    pub fn send_text(&mut self, text: &str) -> Result<(), SendError> {
-        self.send_data(OpCode::Text, text.as_bytes())
-    }
-
-    /// Send a binary message.
-    ///
-    /// # Errors
-    /// As [`Ctx::send`].
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<(), SendError> {
-        self.send_data(OpCode::Binary, data)
-    }
-
-    /// Send a ping (at most 125 bytes of payload).
-    ///
-    /// # Errors
-    /// [`SendError::ControlTooLong`], or [`SendError::Closed`].
-    pub fn ping(&mut self, payload: &[u8]) -> Result<(), SendError> {
-        self.tx.ping(payload)?;
-        self.flush_unless_corked();
-        Ok(())
-    }
-
-    /// Start the close handshake.
-    ///
-    /// # Errors
-    /// [`SendError::InvalidCloseCode`], [`SendError::ControlTooLong`] for a
-    /// reason over 123 bytes, or [`SendError::Closed`].
-    pub fn close(&mut self, code: u16, reason: &str) -> Result<(), SendError> {
-        self.tx.close(code, reason)?;
-        self.flush_unless_corked();
-        Ok(())
-    }
-
-    /// Bytes queued for this connection and not yet taken by the kernel.
-    pub fn queued(&self) -> usize {
-        self.tx.pending_len()
-    }
-
-    fn send_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        self.write_data(opcode, payload)?;
+impl Link<'_> {
+    /// Send one data message: straight to the socket when nothing is queued
+    /// before it (header and payload in one vectored write), else queued.
+    /// `cork` queues it in any case, for one flush after the batch.
+    pub(crate) fn send(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        cork: bool,
+    ) -> Result<Sent, SendError> {
+        self.check_room(payload.len())?;
+        let sent = self.write_data(opcode, payload, cork)?;
         self.metrics.messages_out += 1;
         self.metrics.bytes_out += payload.len() as u64;
-        Ok(())
+        Ok(sent)
     }
 
-    fn write_data(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
-        if self.cork || self.tx.pending_len() > 0 || *self.broken {
-            return self.tx.send(opcode, payload);
+    /// Queue a control frame (ping, close) and flush unless corked.
+    pub(crate) fn control(
+        &mut self,
+        cork: bool,
+        f: impl FnOnce(&mut Sender) -> Result<(), SendError>,
+    ) -> Result<Sent, SendError> {
+        f(self.tx)?;
+        if !cork {
+            self.flush();
+        }
+        Ok(if self.tx.pending_len() == 0 {
+            Sent::Written
+        } else {
+            Sent::Queued
+        })
+    }
+
+    /// Apply the overflow policy if `len` more bytes would not fit.
+    fn check_room(&mut self, len: usize) -> Result<(), SendError> {
+        // 14 bytes: the largest frame header.
+        if self.tx.pending_len() + len + 14 <= self.config.max_queued_output {
+            return Ok(());
+        }
+        self.metrics.overflows_total += 1;
+        match self.config.on_overflow {
+            OverflowPolicy::Refuse => {}
+            OverflowPolicy::Close(code) => {
+                let _ = self.tx.close(code, "send queue overflow");
+            }
+            OverflowPolicy::Drop => *self.broken = true,
+        }
+        Err(SendError::Overflow)
+    }
+
+    fn write_data(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        cork: bool,
+    ) -> Result<Sent, SendError> {
+        if cork || self.tx.pending_len() > 0 || *self.broken {
+            self.tx.send(opcode, payload)?;
+            return Ok(Sent::Queued);
         }
         let Some(head) = self.tx.direct_header(opcode, payload.len())? else {
+            // A client masks into its queue; flush it at once.
             self.tx.send(opcode, payload)?;
-            self.flush_unless_corked();
-            return Ok(());
+            self.flush();
+            return Ok(if self.tx.pending_len() == 0 {
+                Sent::Written
+            } else {
+                Sent::Queued
+            });
         };
         let head = head.as_slice();
         let written = loop {
@@ -121,9 +126,9 @@ impl Ctx<'_> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 0,
                 Err(e) => {
-                    log::debug!("write to {:?} failed: {e}", self.id);
+                    log::debug!("write failed: {e}");
                     *self.broken = true;
-                    return Ok(());
+                    return Ok(Sent::Queued);
                 }
             }
         };
@@ -133,14 +138,83 @@ impl Ctx<'_> {
             self.tx.queue_raw(payload);
         } else if written < head.len() + payload.len() {
             self.tx.queue_raw(&payload[written - head.len()..]);
+        } else {
+            return Ok(Sent::Written);
         }
-        Ok(())
+        Ok(Sent::Queued)
     }
 
-    fn flush_unless_corked(&mut self) {
-        if !self.cork {
-            flush(self.stream, self.tx, self.broken);
-        }
+    pub(crate) fn flush(&mut self) {
+        flush(self.stream, self.tx, self.broken);
+    }
+}
+
+/// A handle to the connection a callback is about.
+///
+/// Sends go straight to the socket when nothing is queued before them (the
+/// frame header and payload in one vectored write); only what the kernel
+/// does not take is queued. While more received frames wait in the same
+/// read batch, sends are queued instead ("corked") and flushed once after the
+/// batch, so pipelined messages cost one write, not one each.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) link: Link<'a>,
+    pub(crate) cork: bool,
+}
+
+impl Ctx<'_> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Send a message of the same kind as `msg`.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the close handshake has started;
+    /// [`SendError::Overflow`] if the queued output would pass
+    /// `max_queued_output` (then `on_overflow` applies).
+    pub fn send(&mut self, msg: Message<'_>) -> Result<Sent, SendError> {
+        self.link.send(msg.opcode(), msg.as_bytes(), self.cork)
+    }
+
+    /// Send a text message.
+    ///
+    /// # Errors
+    /// As [`Ctx::send`].
+    pub fn send_text(&mut self, text: &str) -> Result<Sent, SendError> {
+        self.link.send(OpCode::Text, text.as_bytes(), self.cork)
+    }
+
+    /// Send a binary message.
+    ///
+    /// # Errors
+    /// As [`Ctx::send`].
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<Sent, SendError> {
+        self.link.send(OpCode::Binary, data, self.cork)
+    }
+
+    /// Send a ping (at most 125 bytes of payload).
+    ///
+    /// # Errors
+    /// [`SendError::ControlTooLong`], or [`SendError::Closed`].
+    pub fn ping(&mut self, payload: &[u8]) -> Result<Sent, SendError> {
+        self.link.control(self.cork, |tx| tx.ping(payload))
+    }
+
+    /// Start the close handshake.
+    ///
+    /// # Errors
+    /// [`SendError::InvalidCloseCode`], [`SendError::ControlTooLong`] for a
+    /// reason over 123 bytes, or [`SendError::Closed`].
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<Sent, SendError> {
+        self.link.control(self.cork, |tx| tx.close(code, reason))
+    }
+
+    /// Bytes queued for this connection and not yet taken by the kernel.
+    pub fn queued(&self) -> usize {
+        self.link.tx.pending_len()
     }
 }
 

@@ -6,7 +6,7 @@ use std::net::Shutdown;
 use std::time::Instant;
 
 use super::conn::{Conn, State};
-use super::ctx::{flush, ConnId, Ctx};
+use super::ctx::{flush, ConnId, Ctx, Link};
 use super::metrics::Metrics;
 use super::timer::{Target, Timers};
 use crate::handshake::client::parse_response;
@@ -403,11 +403,14 @@ fn open<H: Handler>(
         let (_, tx) = conn.proto.split();
         let mut ctx = Ctx {
             id,
-            tx,
-            stream: &mut conn.stream,
+            link: Link {
+                tx,
+                stream: &mut conn.stream,
+                broken: &mut conn.broken,
+                metrics: sh.metrics,
+                config: sh.config,
+            },
             cork: false,
-            broken: &mut conn.broken,
-            metrics: sh.metrics,
         };
         sh.handler.on_open(&mut ctx);
     }
@@ -449,15 +452,18 @@ fn frames<H: Handler>(
                     let cork = consumed < input_len;
                     let mut ctx = Ctx {
                         id,
-                        tx,
-                        stream: &mut conn.stream,
+                        link: Link {
+                            tx,
+                            stream: &mut conn.stream,
+                            broken: &mut conn.broken,
+                            metrics: sh.metrics,
+                            config: sh.config,
+                        },
                         cork,
-                        broken: &mut conn.broken,
-                        metrics: sh.metrics,
                     };
                     match event {
                         Event::Message(msg) => {
-                            ctx.metrics.messages_in += 1;
+                            ctx.link.metrics.messages_in += 1;
                             sh.handler.on_message(&mut ctx, msg);
                         }
                         Event::Ping(_) => {}
@@ -467,7 +473,11 @@ fn frames<H: Handler>(
                         }
                         Event::Close(frame) => {
                             let (code, reason) = frame.map_or((1005, ""), |f| (f.code, f.reason));
-                            *ctx.metrics.close_codes_received.entry(code).or_default() += 1;
+                            *ctx.link
+                                .metrics
+                                .close_codes_received
+                                .entry(code)
+                                .or_default() += 1;
                             ended = Some((code, reason.to_string()));
                         }
                     }

@@ -28,6 +28,8 @@ pub struct Metrics {
     pub close_codes_received: BTreeMap<u16, u64>,
     /// Close codes we sent.
     pub close_codes_sent: BTreeMap<u16, u64>,
+    /// Sends refused because the connection's queued output was full.
+    pub overflows_total: u64,
     /// Iterations of the event loop.
     pub loop_iterations: u64,
 }
@@ -103,6 +105,12 @@ impl Metrics {
             "gauge",
             "Output bytes queued, not yet taken by the kernel.",
             queued_bytes as u64,
+        );
+        one(
+            "overflows_total",
+            "counter",
+            "Sends refused at max_queued_output.",
+            self.overflows_total,
         );
         one(
             "loop_iterations_total",

@@ -14,7 +14,7 @@ mod reactor;
 mod timer;
 mod url;
 
-pub use ctx::{ConnId, Ctx};
+pub use ctx::{ConnId, Ctx, Sent};
 pub use metrics::Metrics;
 pub use reactor::{Control, Reactor, Remote, Server, Stopper};
 pub use url::{UrlError, WsUrl};

@@ -17,7 +17,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::conn::{ClientSetup, Conn, State};
-use super::ctx::{flush, ConnId};
+use super::ctx::{ConnId, Link, Sent};
 use super::drive::{closed, drive, expire, set_deadline, settle, Readiness, Shared};
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
@@ -25,7 +25,7 @@ use super::timer::{Target, Timers};
 use super::url::WsUrl;
 use crate::handshake::client::write_request;
 use crate::handshake::server::write_response;
-use crate::proto::{Connection, Message, OpCode, SendError};
+use crate::proto::{Connection, Message, SendError};
 use crate::server::{Handler, ServerConfig};
 
 const LISTENER: Token = Token(usize::MAX - 1);
@@ -597,37 +597,34 @@ impl Control<'_> {
         Ok(ConnId { key, generation })
     }
 
-    /// Send a message on connection `id`.
+    /// Send a message on connection `id` (see [`Ctx::send`](super::Ctx::send)).
     ///
     /// # Errors
     /// [`SendError::Closed`] if the connection is gone, not open yet, or
-    /// closing.
-    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<(), SendError> {
-        self.with(id, |tx| tx.send(msg.opcode(), msg.as_bytes()))?;
-        self.metrics.messages_out += 1;
-        self.metrics.bytes_out += msg.as_bytes().len() as u64;
-        Ok(())
-    }
-
-    /// The counters so far.
-    pub fn metrics(&self) -> &Metrics {
-        self.metrics
+    /// closing; [`SendError::Overflow`] as for `Ctx::send`.
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<Sent, SendError> {
+        self.with(id, |link| link.send(msg.opcode(), msg.as_bytes(), false))
     }
 
     /// Send a ping on connection `id`.
     ///
     /// # Errors
     /// As [`Control::send`], or [`SendError::ControlTooLong`].
-    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<(), SendError> {
-        self.with(id, |tx| tx.send(OpCode::Ping, payload))
+    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<Sent, SendError> {
+        self.with(id, |link| link.control(false, |tx| tx.ping(payload)))
     }
 
     /// Start the close handshake on connection `id`.
     ///
     /// # Errors
     /// As [`Control::send`], or an invalid code or reason.
-    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
-        self.with(id, |tx| tx.close(code, reason))
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<Sent, SendError> {
+        self.with(id, |link| link.control(false, |tx| tx.close(code, reason)))
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> &Metrics {
+        self.metrics
     }
 
     /// Is `id` an open WebSocket connection?
@@ -658,15 +655,22 @@ impl Control<'_> {
     fn with(
         &mut self,
         id: ConnId,
-        f: impl FnOnce(&mut crate::proto::Sender) -> Result<(), SendError>,
-    ) -> Result<(), SendError> {
+        f: impl FnOnce(&mut Link<'_>) -> Result<Sent, SendError>,
+    ) -> Result<Sent, SendError> {
         let conn = match self.conns.get_mut(id.key) {
             Some(c) if c.generation == id.generation && c.state == State::Open => c,
             _ => return Err(SendError::Closed),
         };
-        f(conn.proto.sender())?;
-        flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
+        let mut link = Link {
+            tx: conn.proto.sender(),
+            stream: &mut conn.stream,
+            broken: &mut conn.broken,
+            metrics: self.metrics,
+            config: self.config,
+        };
+        let result = f(&mut link);
+        // Settled (and dropped if broken) after the callback.
         self.touched.push(id);
-        Ok(())
+        result
     }
 }

@@ -69,6 +69,9 @@ pub enum SendError {
     /// A close code that must not be sent (§7.4.1: 1005, 1006, 1015 and
     /// unassigned codes).
     InvalidCloseCode,
+    /// The connection's queued output would exceed its limit (the peer is
+    /// not reading); what else happened depends on the overflow policy.
+    Overflow,
 }
 
 impl fmt::Display for SendError {
@@ -77,6 +80,7 @@ impl fmt::Display for SendError {
             SendError::Closed => "the connection is closing",
             SendError::ControlTooLong => "control frame payload over 125 bytes",
             SendError::InvalidCloseCode => "close code may not be sent",
+            SendError::Overflow => "queued output over its limit",
         })
     }
 }
