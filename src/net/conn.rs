@@ -1,8 +1,8 @@
 //! One connection's state in the reactor.
 
-use std::time::Instant;
-
 use mio::net::TcpStream;
+
+use super::timer::Tick;
 
 use crate::proto::Connection;
 
@@ -53,13 +53,13 @@ pub(crate) struct Conn {
     /// Client only, until the handshake completes.
     pub(crate) client: Option<Box<ClientSetup>>,
     /// The one deadline in force (see `timer`).
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: Option<Tick>,
     /// When input last arrived (loop time), for the idle timeout.
-    pub(crate) last_read: Instant,
+    pub(crate) last_read: Tick,
     /// When our outstanding heartbeat ping was sent, until its pong arrives.
-    pub(crate) ping_sent: Option<Instant>,
+    pub(crate) ping_sent: Option<Tick>,
     /// When the next heartbeat ping is due.
-    pub(crate) next_ping: Instant,
+    pub(crate) next_ping: Tick,
     /// The deadline in force is the last one (handshake or close): heartbeats
     /// no longer move it.
     pub(crate) final_deadline: bool,
@@ -83,7 +83,7 @@ impl Conn {
         generation: u32,
         proto: Connection,
         state: State,
-        now: Instant,
+        now: Tick,
     ) -> Self {
         Self {
             stream,
@@ -104,5 +104,15 @@ impl Conn {
             read_paused: false,
             shut_write: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every connection pays this (idle ones included): keep it in sight.
+    #[test]
+    fn connection_state_stays_small() {
+        let size = std::mem::size_of::<super::Conn>();
+        assert!(size <= 256, "Conn grew to {size} bytes");
     }
 }

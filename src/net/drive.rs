@@ -3,12 +3,11 @@
 
 use std::io::{self, Read};
 use std::net::Shutdown;
-use std::time::Instant;
 
 use super::conn::{Conn, State};
 use super::ctx::{flush, ConnId, Ctx, Link};
 use super::metrics::Metrics;
-use super::timer::{Target, Timers};
+use super::timer::{Target, Tick, Timers};
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
     classify, default_http_response, parse_request, write_accept, write_reject, write_response,
@@ -31,10 +30,10 @@ pub(crate) struct Shared<'a, H> {
     /// Connections that asked for `/metrics`: answered after the events,
     /// when the gauges over all connections can be computed.
     pub(crate) metrics_requests: &'a mut Vec<ConnId>,
-    pub(crate) now: Instant,
+    pub(crate) now: Tick,
 }
 
-pub(crate) fn set_deadline(conn: &mut Conn, key: usize, timers: &mut Timers, when: Instant) {
+pub(crate) fn set_deadline(conn: &mut Conn, key: usize, timers: &mut Timers, when: Tick) {
     conn.deadline = Some(when);
     timers.push(when, Target::Conn(key, conn.generation));
 }

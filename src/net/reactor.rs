@@ -10,7 +10,7 @@ use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -21,7 +21,7 @@ use super::ctx::{ConnId, Link, Sent};
 use super::drive::{closed, drive, expire, set_deadline, settle, Readiness, Shared};
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
-use super::timer::{Target, Timers};
+use super::timer::{Target, Tick, Timers};
 use super::url::WsUrl;
 use crate::handshake::client::write_request;
 use crate::handshake::server::write_response;
@@ -106,7 +106,7 @@ pub struct Reactor<H> {
     next_generation: u32,
     metrics: Metrics,
     /// When a graceful shutdown must be over.
-    shutdown_deadline: Option<Instant>,
+    shutdown_deadline: Option<Tick>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -121,13 +121,18 @@ impl<H: Handler> Reactor<H> {
             flags: Arc::default(),
             waker,
         };
+        // Address space for the configured connections, reserved up front
+        // (up to 64 Ki slots): pages are touched only as slots are used, so
+        // memory grows with the connections actually held and the table is
+        // never copied while growing to that size.
+        let conns = Slab::with_capacity(config.max_connections.min(1 << 16));
         Ok(Self {
             poll,
             listener: None,
             remote,
             handler,
             config,
-            conns: Slab::new(),
+            conns,
             timers: Timers::default(),
             next_generation: 0,
             metrics: Metrics::default(),
@@ -157,7 +162,7 @@ impl<H: Handler> Reactor<H> {
     /// # Errors
     /// As [`Control::connect`].
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
-        self.control(Instant::now()).connect(url)
+        self.control(Tick::now()).connect(url)
     }
 
     /// A handle to stop or wake the loop from another thread.
@@ -175,7 +180,7 @@ impl<H: Handler> Reactor<H> {
         &self.metrics
     }
 
-    fn control(&mut self, now: Instant) -> Control<'_> {
+    fn control(&mut self, now: Tick) -> Control<'_> {
         control!(self, now)
     }
 
@@ -193,17 +198,17 @@ impl<H: Handler> Reactor<H> {
         let mut events = Events::with_capacity(1024);
         let mut metrics_requests = Vec::new();
         loop {
-            if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(Instant::now()) {
+            if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(Tick::now()) {
                 return Ok(self.finish());
             }
-            let timeout = self.timers.timeout(Instant::now());
+            let timeout = self.timers.timeout(Tick::now());
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            let now = Instant::now();
+            let now = Tick::now();
             self.metrics.loop_iterations += 1;
             let mut woken = false;
             for event in events.iter() {
@@ -271,7 +276,7 @@ impl<H: Handler> Reactor<H> {
         &mut self,
         key: usize,
         generation: Option<u32>,
-        now: Instant,
+        now: Tick,
         rbuf: &mut [u8],
         metrics_requests: &mut Vec<ConnId>,
         f: impl FnOnce(&mut Conn, usize, &mut Shared<'_, H>) -> bool,
@@ -308,7 +313,7 @@ impl<H: Handler> Reactor<H> {
     fn settle_touched(
         &mut self,
         touched: Vec<ConnId>,
-        now: Instant,
+        now: Tick,
         rbuf: &mut [u8],
         mr: &mut Vec<ConnId>,
     ) {
@@ -317,7 +322,7 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn accept(&mut self, now: Instant) {
+    fn accept(&mut self, now: Tick) {
         let Some(listener) = self.listener.as_mut() else {
             return;
         };
@@ -368,7 +373,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Stop accepting and start the close handshake everywhere.
-    fn begin_shutdown(&mut self, now: Instant, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
+    fn begin_shutdown(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
         log::info!("shutting down: closing {} connections", self.conns.len());
         self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
         if let Some(mut l) = self.listener.take() {
@@ -399,7 +404,7 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn shutdown_done(&self, now: Instant) -> bool {
+    fn shutdown_done(&self, now: Tick) -> bool {
         match self.shutdown_deadline {
             Some(deadline) => self.conns.is_empty() || now >= deadline,
             None => false,
@@ -424,7 +429,7 @@ impl<H: Handler> Reactor<H> {
         self.handler
     }
 
-    fn answer_metrics(&mut self, id: ConnId, now: Instant, rbuf: &mut [u8]) {
+    fn answer_metrics(&mut self, id: ConnId, now: Tick, rbuf: &mut [u8]) {
         let queued: usize = self
             .conns
             .iter_mut()
@@ -532,7 +537,7 @@ pub struct Control<'a> {
     flags: &'a Flags,
     /// Connections acted on: settled (and dropped if broken) afterwards.
     touched: Vec<ConnId>,
-    now: Instant,
+    now: Tick,
 }
 
 impl Control<'_> {
