@@ -8,11 +8,20 @@
 #       --all     run every case (no exclude-cases from fuzzingclient.json);
 #                 compared against expected-results-all.json instead
 #       --update  write this run's results as the new expected file
-#   autobahn/run.sh client
-#       (not implemented yet)
+#   autobahn/run.sh client [--all] [--update]
+#       Builds the release binary, starts `wstest -m fuzzingserver` on
+#       127.0.0.1:$AUTOBAHN_PORT (web UI off; spec from fuzzingserver.json),
+#       runs `wsreactor autobahn-client` against it (case count, every case,
+#       report update), stops the fuzzing server and summarizes
+#       reports/clients/index.json against expected-results-client.json
+#       (expected-results-client-all.json with --all).
 #
 # Environment:
-#   AUTOBAHN_PORT            port for the server under test (default 9001)
+#   AUTOBAHN_PORT            port for the server under test (default 9001), or
+#                            for the fuzzing server in client mode (default 9002)
+#   WSREACTOR_BIN            client mode: the wsreactor binary to run; when set,
+#                            cargo build is skipped. Default: the release build
+#                            (under $CARGO_TARGET_DIR if set, else target/)
 #   WSREACTOR_CMD            command line that starts the server under test,
 #                            run from the repo root with bash; it must listen on
 #                            127.0.0.1:$AUTOBAHN_PORT. When set, cargo build is
@@ -54,9 +63,7 @@ done
 
 case "$MODE" in
     server) ;;
-    client)
-        echo "client mode is not implemented yet" >&2
-        exit 2 ;;
+    client) PORT="${AUTOBAHN_PORT:-9002}" ;;
     -h|--help) usage ;;
     *) log "unknown mode: $MODE"; usage ;;
 esac
@@ -68,6 +75,7 @@ port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 # Processes we started; cleaned up on any exit.
 SERVER_PID=
 WSTEST_PID=
+CLIENT_PID=
 stop_pid() { # pid [group]: TERM, wait up to 5 s, then KILL
     local pid=$1 target=$1
     [ "${2:-}" = group ] && target="-$1"
@@ -85,6 +93,7 @@ cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
     if [ -n "$WSTEST_PID" ]; then stop_pid "$WSTEST_PID"; fi
+    if [ -n "$CLIENT_PID" ]; then stop_pid "$CLIENT_PID"; fi
     if [ -n "$SERVER_PID" ]; then stop_pid "$SERVER_PID" group; fi
     exit "$rc"
 }
@@ -104,6 +113,14 @@ if [ ! -x "$HERE/.venv/bin/python" ] || ! "$HERE/wstest" --help >/dev/null 2>&1;
     "$HERE/install-wstest.sh"
 fi
 
+if [ "$MODE" = client ]; then
+    # Runs the whole client mode and exits.
+    # shellcheck source=autobahn/run-client.sh
+    . "$HERE/run-client.sh"
+    # shellcheck disable=SC2317  # only if run-client.sh ever returned
+    exit 1
+fi
+
 # --- server under test -------------------------------------------------------
 if [ -n "${WSREACTOR_CMD:-}" ]; then
     SERVER_CMD="$WSREACTOR_CMD"
@@ -111,8 +128,10 @@ if [ -n "${WSREACTOR_CMD:-}" ]; then
 else
     log "cargo build --release"
     (cd "$ROOT" && cargo build --release)
-    [ -x "$ROOT/target/release/wsreactor" ] || die "target/release/wsreactor was not built"
-    SERVER_CMD="target/release/wsreactor echo --addr $HOST:$PORT"
+    BIN="${CARGO_TARGET_DIR:-target}/release/wsreactor"
+    case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
+    [ -x "$BIN" ] || die "$BIN was not built"
+    SERVER_CMD="$BIN echo --addr $HOST:$PORT"
 fi
 
 if port_open; then

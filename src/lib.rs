@@ -57,6 +57,8 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+#[cfg(feature = "net")]
+pub mod client;
 pub mod handshake;
 #[cfg(feature = "net")]
 pub mod net;

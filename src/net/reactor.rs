@@ -198,6 +198,13 @@ impl<H: Handler> Reactor<H> {
         let mut events = Events::with_capacity(1024);
         let mut metrics_requests = Vec::new();
         loop {
+            // Checked before sleeping, so a stop or shutdown asked for by a
+            // callback of the last round takes effect without waiting for an
+            // event.
+            if self.remote.flags.shutdown.load(Ordering::SeqCst) && self.shutdown_deadline.is_none()
+            {
+                self.begin_shutdown(Tick::now(), &mut rbuf, &mut metrics_requests);
+            }
             if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(Tick::now()) {
                 return Ok(self.finish());
             }
@@ -230,10 +237,6 @@ impl<H: Handler> Reactor<H> {
                         );
                     }
                 }
-            }
-            if self.remote.flags.shutdown.load(Ordering::SeqCst) && self.shutdown_deadline.is_none()
-            {
-                self.begin_shutdown(now, &mut rbuf, &mut metrics_requests);
             }
             if woken {
                 let mut ctl = control!(self, now);

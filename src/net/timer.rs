@@ -38,9 +38,11 @@ impl Tick {
 impl Add<Duration> for Tick {
     type Output = Tick;
 
-    /// Rounded up to the next millisecond, so a deadline never fires early.
+    /// Never early: `now()` truncates the clock to the millisecond, so the
+    /// real time may already be up to 1 ms past `self`; `d` is rounded up
+    /// and that millisecond added. Deadlines fire 0-2 ms late.
     fn add(self, d: Duration) -> Tick {
-        let ms = d.as_nanos().div_ceil(1_000_000);
+        let ms = d.as_nanos().div_ceil(1_000_000) + 1;
         Tick(self.0.saturating_add(u64::try_from(ms).unwrap_or(u64::MAX)))
     }
 }
@@ -88,12 +90,23 @@ mod tests {
         let mut t = Timers::default();
         t.push(t0 + Duration::from_millis(20), Target::App(2));
         t.push(t0 + Duration::from_millis(10), Target::Conn(1, 7));
-        assert_eq!(t.timeout(t0), Some(Duration::from_millis(10)));
+        // 10 ms, plus the millisecond that keeps deadlines from firing early.
+        assert_eq!(t.timeout(t0), Some(Duration::from_millis(11)));
         assert_eq!(t.pop_due(t0), None);
         let now = t0 + Duration::from_millis(25);
         assert_eq!(t.pop_due(now).map(|e| e.1), Some(Target::Conn(1, 7)));
         assert_eq!(t.pop_due(now).map(|e| e.1), Some(Target::App(2)));
         assert_eq!(t.pop_due(now), None);
         assert_eq!(t.timeout(now), None);
+    }
+
+    #[test]
+    fn a_deadline_is_never_early() {
+        let start = Instant::now();
+        let deadline = Tick::now() + Duration::from_millis(3);
+        while Tick::now() < deadline {
+            std::hint::spin_loop();
+        }
+        assert!(start.elapsed() >= Duration::from_millis(3));
     }
 }

@@ -3,6 +3,8 @@
 
 use std::process::ExitCode;
 
+mod autobahn_client;
+mod client;
 mod echo;
 
 const USAGE: &str = "\
@@ -15,6 +17,9 @@ COMMANDS:
     echo      Echo service: every text and binary message back unchanged,
               with every server setting as an option (see echo --help)
     serve     The same as echo
+    client    Interactive client: stdin lines -> messages, messages -> stdout
+    autobahn-client
+              Run the Autobahn|Testsuite client cases (autobahn/run.sh client)
     help      Print this help (also: wsreactor <COMMAND> --help)
 
 Logging goes to stderr through env_logger; set RUST_LOG (e.g. RUST_LOG=debug).
@@ -31,6 +36,8 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some("echo" | "serve") => echo::run(rest),
+        Some("client") => client::run(rest),
+        Some("autobahn-client") => autobahn_client::run(rest),
         Some(other) => Err(format!("unknown command '{other}' (see --help)")),
     };
     match result {
