@@ -113,17 +113,18 @@ pub struct ServerConfig {
     pub handshake: Limits,
     /// Time to complete the opening handshake (for a client: connect plus
     /// handshake); then the connection is dropped. Default 5 s: a slow
-    /// dribble (slowloris) cannot hold a connection open.
+    /// dribble (slowloris) cannot hold a connection open. Zero disables it.
     pub handshake_timeout: Duration,
     /// Time we wait for the peer's close frame after sending ours, and for
     /// TCP to end after the close handshake. Default 5 s: a peer that never
-    /// answers cannot keep the connection.
+    /// answers cannot keep the connection. Zero disables it.
     pub close_timeout: Duration,
     /// Send a ping this long after the last one (or the open). Default 30 s;
     /// `None` disables heartbeats. Finds peers that vanished without a FIN.
     pub ping_interval: Option<Duration>,
     /// A pong must arrive this long after our ping, or the connection is
-    /// failed with close code 1001. Default 10 s.
+    /// failed with close code 1001. Default 10 s. Zero disables the
+    /// deadline (pings are still sent, one outstanding at a time).
     pub pong_timeout: Duration,
     /// Close (1001, "idle timeout") a connection from which nothing was
     /// received for this long. Default `None` (off): heartbeats already find
@@ -158,7 +159,8 @@ pub struct ServerConfig {
     /// `max_queued_output`. Default [`OverflowPolicy::Close`] with 1008.
     pub on_overflow: OverflowPolicy,
     /// Connections held at once; beyond it an accepted socket gets a `503`
-    /// and is closed. Default 100 000. Bounds memory and file descriptors.
+    /// and is closed (lingering like any close, in a few extra slots, so the
+    /// client reads the answer rather than a reset). Default 100 000. Bounds memory and file descriptors.
     pub max_connections: usize,
 }
 

@@ -75,6 +75,8 @@ pub(crate) struct Conn {
     pub(crate) read_paused: bool,
     /// Our write side is shut down.
     pub(crate) shut_write: bool,
+    /// Refused at `max_connections`: only lingers to deliver the 503.
+    pub(crate) refused: bool,
 }
 
 impl Conn {
@@ -103,6 +105,7 @@ impl Conn {
             broken: false,
             read_paused: false,
             shut_write: false,
+            refused: false,
         }
     }
 }

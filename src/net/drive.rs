@@ -17,6 +17,17 @@ use crate::handshake::Status;
 use crate::proto::{CloseState, Event, Read as ProtoRead, Role};
 use crate::server::{Decision, Handler, ServerConfig};
 
+/// Headers of our plain-text HTTP error answers (the connection closes after).
+const PLAIN_CLOSE: &[(&str, &str)] = &[
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Connection", "close"),
+];
+const PLAIN_CLOSE_BEARER: &[(&str, &str)] = &[
+    ("Content-Type", "text/plain; charset=utf-8"),
+    ("Connection", "close"),
+    ("WWW-Authenticate", "Bearer"),
+];
+
 /// Header slots offered to httparse; `Limits::max_headers` picks how many are used.
 const HEADER_SLOTS: usize = 256;
 
@@ -31,6 +42,11 @@ pub(crate) struct Shared<'a, H> {
     /// when the gauges over all connections can be computed.
     pub(crate) metrics_requests: &'a mut Vec<ConnId>,
     pub(crate) now: Tick,
+}
+
+/// `now + d`, or `None` when `d` is zero: a zero timeout is disabled.
+pub(crate) fn after(now: Tick, d: std::time::Duration) -> Option<Tick> {
+    (!d.is_zero()).then(|| now + d)
 }
 
 pub(crate) fn set_deadline(conn: &mut Conn, key: usize, timers: &mut Timers, when: Tick) {
@@ -92,7 +108,7 @@ pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_
     let cfg = sh.config;
     let now = sh.now;
     if let Some(sent) = conn.ping_sent {
-        if now >= sent + cfg.pong_timeout {
+        if after(sent, cfg.pong_timeout).is_some_and(|due| now >= due) {
             // The peer is gone or stuck: fail the connection.
             conn.proto.sender().fail(1001);
             closed(conn, id, sh, 1001, "pong timeout");
@@ -122,7 +138,8 @@ pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_
 fn schedule_heartbeat<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
     let cfg = sh.config;
     let candidates = [
-        conn.ping_sent.map(|sent| sent + cfg.pong_timeout),
+        conn.ping_sent
+            .and_then(|sent| after(sent, cfg.pong_timeout)),
         cfg.ping_interval
             .filter(|_| conn.ping_sent.is_none())
             .map(|_| conn.next_ping),
@@ -316,7 +333,7 @@ fn upgrade<H: Handler>(
             .any(|a| a.as_bytes().eq_ignore_ascii_case(origin))
         {
             metrics.rejected("origin");
-            write_response(response, 403, &[], b"origin not allowed\n");
+            write_response(response, 403, PLAIN_CLOSE, b"origin not allowed\n");
             return Answer::Http;
         }
     }
@@ -330,7 +347,7 @@ fn upgrade<H: Handler>(
                         "{id:?}: handler chose subprotocol {p:?}, which the client did not offer"
                     );
                     metrics.rejected("handler_error");
-                    write_response(response, 500, &[], b"internal error\n");
+                    write_response(response, 500, PLAIN_CLOSE, b"internal error\n");
                     return Answer::Http;
                 }
             }
@@ -342,7 +359,14 @@ fn upgrade<H: Handler>(
             let mut body = Vec::with_capacity(reason.len() + 1);
             body.extend_from_slice(reason.as_bytes());
             body.push(b'\n');
-            write_response(response, status, &[], &body);
+            // RFC 9110 §15.5.2: a 401 names the scheme; Bearer is the one
+            // the handshake hook is meant for (RFC 6750).
+            let headers: &[(&str, &str)] = if status == 401 {
+                PLAIN_CLOSE_BEARER
+            } else {
+                PLAIN_CLOSE
+            };
+            write_response(response, status, headers, &body);
             Answer::Http
         }
     }
@@ -430,6 +454,7 @@ fn frames<H: Handler>(
 ) {
     let mut off = start;
     let mut ended: Option<(u16, String)> = None;
+    let mut pong = false;
     {
         let (rx, tx) = conn.proto.split();
         loop {
@@ -468,6 +493,7 @@ fn frames<H: Handler>(
                         Event::Ping(_) => {}
                         Event::Pong(payload) => {
                             conn.ping_sent = None;
+                            pong = true;
                             sh.handler.on_pong(&mut ctx, payload);
                         }
                         Event::Close(frame) => {
@@ -489,6 +515,10 @@ fn frames<H: Handler>(
                 }
             }
         }
+    }
+    if pong && conn.state == State::Open && !conn.final_deadline {
+        // The pong deadline is gone: the next ping sets the deadline now.
+        schedule_heartbeat(conn, id.key, sh);
     }
     if let Some((code, reason)) = ended {
         closed(conn, id, sh, code, &reason);
@@ -519,7 +549,10 @@ pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> 
     let closing = conn.state == State::Closing || conn.proto.sender().state() != CloseState::Open;
     if closing && !conn.final_deadline {
         conn.final_deadline = true;
-        set_deadline(conn, key, sh.timers, sh.now + sh.config.close_timeout);
+        match after(sh.now, sh.config.close_timeout) {
+            Some(when) => set_deadline(conn, key, sh.timers, when),
+            None => conn.deadline = None,
+        }
     }
     if conn.state == State::Closing {
         // RFC 6455 §7.1.1: the server closes TCP first; the client waits for

@@ -18,7 +18,7 @@ use slab::Slab;
 
 use super::conn::{ClientSetup, Conn, State};
 use super::ctx::{ConnId, Link, Sent};
-use super::drive::{closed, drive, expire, set_deadline, settle, Readiness, Shared};
+use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::{Target, Tick, Timers};
@@ -107,6 +107,8 @@ pub struct Reactor<H> {
     metrics: Metrics,
     /// When a graceful shutdown must be over.
     shutdown_deadline: Option<Tick>,
+    /// Connections held only to deliver a 503 (not counted as connections).
+    refused_lingering: usize,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -137,6 +139,7 @@ impl<H: Handler> Reactor<H> {
             next_generation: 0,
             metrics: Metrics::default(),
             shutdown_deadline: None,
+            refused_lingering: 0,
         })
     }
 
@@ -208,7 +211,12 @@ impl<H: Handler> Reactor<H> {
             if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(Tick::now()) {
                 return Ok(self.finish());
             }
-            let timeout = self.timers.timeout(Tick::now());
+            let now = Tick::now();
+            let timeout = match (self.timers.timeout(now), self.shutdown_deadline) {
+                (t, None) => t,
+                (None, Some(d)) => Some(d.since(now)),
+                (Some(t), Some(d)) => Some(t.min(d.since(now))),
+            };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -220,7 +228,7 @@ impl<H: Handler> Reactor<H> {
             let mut woken = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(now),
+                    LISTENER => self.accept(),
                     WAKER => woken = true,
                     Token(key) => {
                         let ready = Readiness {
@@ -300,6 +308,9 @@ impl<H: Handler> Reactor<H> {
         if !keep {
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if conn.refused {
+                self.refused_lingering -= 1;
+            }
             let id = ConnId {
                 key,
                 generation: conn.generation,
@@ -325,7 +336,7 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    fn accept(&mut self, now: Tick) {
+    fn accept(&mut self) {
         let Some(listener) = self.listener.as_mut() else {
             return;
         };
@@ -341,9 +352,19 @@ impl<H: Handler> Reactor<H> {
                 }
             };
             self.metrics.accepted_total += 1;
-            if self.conns.len() >= self.config.max_connections || self.conns.vacant_key() >= MAX_KEY
+            // The clock per connection: a long batch must not make its
+            // handshake deadline early.
+            let now = Tick::now();
+            let held = self.conns.len() - self.refused_lingering;
+            let full = held >= self.config.max_connections;
+            // Refused sockets get a lingering close like any other (503,
+            // FIN, input drained) so the client reads the answer instead of
+            // a reset; a few extra slots bound what that may hold.
+            let linger_slots = (self.config.max_connections / 16).max(64);
+            if (full && self.refused_lingering >= linger_slots)
+                || self.conns.vacant_key() >= MAX_KEY
             {
-                log::warn!("refusing {addr}: {} connections held", self.conns.len());
+                log::warn!("refusing {addr}: {held} connections held");
                 self.metrics.refused_total += 1;
                 // Best effort: a fresh socket's send buffer takes this at once.
                 let _ = stream.write(SERVICE_UNAVAILABLE);
@@ -364,12 +385,20 @@ impl<H: Handler> Reactor<H> {
             self.next_generation = self.next_generation.wrapping_add(1);
             let proto = Connection::server(self.config.protocol);
             let mut conn = Conn::new(stream, self.next_generation, proto, State::Handshake, now);
-            set_deadline(
-                &mut conn,
-                key,
-                &mut self.timers,
-                now + self.config.handshake_timeout,
-            );
+            if full {
+                log::warn!("refusing {addr}: {held} connections held");
+                self.metrics.refused_total += 1;
+                conn.state = State::Closing;
+                conn.refused = true;
+                self.refused_lingering += 1;
+                conn.proto.sender().queue_raw(SERVICE_UNAVAILABLE);
+                conn.final_deadline = true;
+                if let Some(when) = after(now, self.config.close_timeout) {
+                    set_deadline(&mut conn, key, &mut self.timers, when);
+                }
+            } else if let Some(when) = after(now, self.config.handshake_timeout) {
+                set_deadline(&mut conn, key, &mut self.timers, when);
+            }
             self.conns.insert(conn);
             log::trace!("accepted {addr} as {key}");
         }
@@ -443,7 +472,10 @@ impl<H: Handler> Reactor<H> {
         write_response(
             &mut response,
             200,
-            &[("Content-Type", "text/plain; version=0.0.4")],
+            &[
+                ("Content-Type", "text/plain; version=0.0.4"),
+                ("Connection", "close"),
+            ],
             body.as_bytes(),
         );
         let mut none = Vec::new();
@@ -594,12 +626,9 @@ impl Control<'_> {
             request,
             expected_accept: client_key.expected_accept().to_string(),
         }));
-        set_deadline(
-            &mut conn,
-            key,
-            self.timers,
-            self.now + self.config.handshake_timeout,
-        );
+        if let Some(when) = after(self.now, self.config.handshake_timeout) {
+            set_deadline(&mut conn, key, self.timers, when);
+        }
         let generation = conn.generation;
         self.conns.insert(conn);
         Ok(ConnId { key, generation })

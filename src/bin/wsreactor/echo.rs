@@ -29,10 +29,11 @@ OPTIONS:
     --max-headers N             Most handshake headers (431) [default: 64]
     --max-pending-output BYTES  Pause reading above this much queued output
                                 [default: 33554432]
-    --handshake-timeout SECS    Time to finish the handshake [default: 5]
-    --close-timeout SECS        Time to finish the close handshake [default: 5]
+    --handshake-timeout SECS    Time to finish the handshake, 0 = off [default: 5]
+    --close-timeout SECS        Time to finish the close handshake, 0 = off
+                                [default: 5]
     --ping-interval SECS        Heartbeat ping period, 0 disables [default: 30]
-    --pong-timeout SECS         Pong deadline; then close 1001 [default: 10]
+    --pong-timeout SECS         Pong deadline, then close 1001; 0 = off [default: 10]
     --idle-timeout SECS         Close after this long without input, 0 = off
                                 [default: 0]
     --shutdown-timeout SECS     Graceful shutdown limit [default: 5]
