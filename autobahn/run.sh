@@ -36,7 +36,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-PORT="${AUTOBAHN_PORT:-9001}"
+REPORTS="$HERE/reports"
 HOST=127.0.0.1
 START_TIMEOUT="${AUTOBAHN_START_TIMEOUT:-10}"
 SUITE_TIMEOUT="${AUTOBAHN_SUITE_TIMEOUT:-1800}"
@@ -62,7 +62,7 @@ for arg in "$@"; do
 done
 
 case "$MODE" in
-    server) ;;
+    server) PORT="${AUTOBAHN_PORT:-9001}" ;;
     client) PORT="${AUTOBAHN_PORT:-9002}" ;;
     -h|--help) usage ;;
     *) log "unknown mode: $MODE"; usage ;;
@@ -72,10 +72,11 @@ esac
 
 port_open() { (exec 3<>"/dev/tcp/$HOST/$PORT") 2>/dev/null; }
 
-# Processes we started; cleaned up on any exit.
-SERVER_PID=
-WSTEST_PID=
-CLIENT_PID=
+# Processes we started; cleaned up on any exit. BG_PID is the background
+# process (server under test / fuzzing server) in its own session, killed as a
+# process group; DRIVER_PID is the suite driver (wstest / wsreactor client).
+BG_PID=
+DRIVER_PID=
 stop_pid() { # pid [group]: TERM, wait up to 5 s, then KILL
     local pid=$1 target=$1
     [ "${2:-}" = group ] && target="-$1"
@@ -92,9 +93,8 @@ stop_pid() { # pid [group]: TERM, wait up to 5 s, then KILL
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM HUP
-    if [ -n "$WSTEST_PID" ]; then stop_pid "$WSTEST_PID"; fi
-    if [ -n "$CLIENT_PID" ]; then stop_pid "$CLIENT_PID"; fi
-    if [ -n "$SERVER_PID" ]; then stop_pid "$SERVER_PID" group; fi
+    if [ -n "$DRIVER_PID" ]; then stop_pid "$DRIVER_PID"; fi
+    if [ -n "$BG_PID" ]; then stop_pid "$BG_PID" group; fi
     exit "$rc"
 }
 trap cleanup EXIT
@@ -107,117 +107,177 @@ if setpriv --help 2>/dev/null | grep -q pdeathsig; then
     PDEATH=(setpriv --pdeathsig TERM --)
 fi
 
-# --- wstest ----------------------------------------------------------------
-if [ ! -x "$HERE/.venv/bin/python" ] || ! "$HERE/wstest" --help >/dev/null 2>&1; then
-    log "wstest missing; running install-wstest.sh"
-    "$HERE/install-wstest.sh"
-fi
+# --- shared steps ----------------------------------------------------------------
 
-if [ "$MODE" = client ]; then
-    # Runs the whole client mode and exits.
-    # shellcheck source=autobahn/run-client.sh
-    . "$HERE/run-client.sh"
-    # shellcheck disable=SC2317  # only if run-client.sh ever returned
-    exit 1
-fi
-
-# --- server under test -------------------------------------------------------
-if [ -n "${WSREACTOR_CMD:-}" ]; then
-    SERVER_CMD="$WSREACTOR_CMD"
-    log "WSREACTOR_CMD set; skipping cargo build"
-else
+build_binary() { # sets BIN to the release build (under $CARGO_TARGET_DIR if set)
     log "cargo build --release"
     (cd "$ROOT" && cargo build --release)
     BIN="${CARGO_TARGET_DIR:-target}/release/wsreactor"
     case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
     [ -x "$BIN" ] || die "$BIN was not built"
-    SERVER_CMD="$BIN echo --addr $HOST:$PORT"
-fi
+}
 
-if port_open; then
-    die "something is already listening on $HOST:$PORT; stop it or set AUTOBAHN_PORT"
-fi
-
-REPORTS="$HERE/reports"
-mkdir -p "$REPORTS"
-rm -rf "$REPORTS/servers"
-SERVER_LOG="$REPORTS/server.log"
-
-log "starting server: $SERVER_CMD (log: ${SERVER_LOG#"$ROOT"/})"
-# Own session/process group so the whole tree can be killed by the server's PID.
-(cd "$ROOT" && exec setsid "${PDEATH[@]}" bash -c "exec $SERVER_CMD") \
-    </dev/null >"$SERVER_LOG" 2>&1 &
-SERVER_PID=$!
-
-deadline=$((SECONDS + START_TIMEOUT))
-until port_open; do
-    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-        status=0; wait "$SERVER_PID" || status=$?
-        SERVER_PID=
-        log "server exited with status $status before listening on $HOST:$PORT; last lines of its log:"
-        tail -n 30 "$SERVER_LOG" >&2 || true
-        exit 1
+refuse_busy_port() {
+    if port_open; then
+        die "something is already listening on $HOST:$PORT; stop it or set AUTOBAHN_PORT"
     fi
-    if [ $SECONDS -ge $deadline ]; then
-        log "server did not listen on $HOST:$PORT within ${START_TIMEOUT}s; last lines of its log:"
-        tail -n 30 "$SERVER_LOG" >&2 || true
-        exit 1
-    fi
-    sleep 0.1
-done
-log "server is up (pid $SERVER_PID)"
+}
 
-# --- fuzzingclient spec (port / --all applied to the template) ---------------
-SPEC="$REPORTS/fuzzingclient.run.json"
-python3 - "$HERE/fuzzingclient.json" "$SPEC" "$HOST" "$PORT" "$ALL" <<'EOF'
+write_spec() { # TEMPLATE DST: the template with host/port (and --all) applied
+    python3 - "$1" "$2" "$MODE" "$HOST" "$PORT" "$ALL" <<'PY'
 import json, sys
-src, dst, host, port, run_all = sys.argv[1:]
+src, dst, mode, host, port, run_all = sys.argv[1:]
 with open(src) as f:
     spec = json.load(f)
-for s in spec["servers"]:
-    s["url"] = "ws://%s:%s" % (host, port)
+url = "ws://%s:%s" % (host, port)
+if mode == "server":  # fuzzingclient: the servers under test
+    for s in spec["servers"]:
+        s["url"] = url
+else:  # fuzzingserver: where it listens
+    spec["url"] = url
+    spec["outdir"] = "./reports/clients"
 if run_all == "1":
     spec["exclude-cases"] = []
     spec["exclude-agent-cases"] = {}
 with open(dst, "w") as f:
     json.dump(spec, f, indent=2)
-EOF
+PY
+}
 
-# --- run the suite -------------------------------------------------------------
-log "running wstest -m fuzzingclient (cases: $([ $ALL = 1 ] && echo all || echo 'per fuzzingclient.json'))"
-t0=$(date +%s.%N)
-# In the background + wait, so INT/TERM to this script are handled at once.
-(cd "$HERE" && exec "${PDEATH[@]}" timeout "$SUITE_TIMEOUT" ./wstest -m fuzzingclient -s "$SPEC") &
-WSTEST_PID=$!
-wstest_status=0
-wait "$WSTEST_PID" || wstest_status=$?
-WSTEST_PID=
-t1=$(date +%s.%N)
-WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+start_background() { # LOG DIR CMD...: own session/process group, pid in BG_PID
+    local log=$1 dir=$2
+    shift 2
+    # Own session/process group so the whole tree can be killed by its PID.
+    (cd "$dir" && exec setsid "${PDEATH[@]}" "$@") </dev/null >"$log" 2>&1 &
+    BG_PID=$!
+}
 
-server_died=0
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    server_died=1
+wait_for_port() { # NAME LOG: until BG_PID listens on $HOST:$PORT, else exit 1
+    local name=$1 log=$2 deadline=$((SECONDS + START_TIMEOUT)) status
+    until port_open; do
+        if ! kill -0 "$BG_PID" 2>/dev/null; then
+            status=0; wait "$BG_PID" || status=$?
+            BG_PID=
+            log "$name exited with status $status before listening on $HOST:$PORT; last lines of its log:"
+            tail -n 30 "$log" >&2 || true
+            exit 1
+        fi
+        if [ $SECONDS -ge $deadline ]; then
+            log "$name did not listen on $HOST:$PORT within ${START_TIMEOUT}s; last lines of its log:"
+            tail -n 30 "$log" >&2 || true
+            exit 1
+        fi
+        sleep 0.1
+    done
+    log "$name is up (pid $BG_PID)"
+}
+
+run_driver() { # DIR CMD...: with the suite timeout; sets DRIVER_STATUS, WALL
+    local dir=$1 t0 t1
+    shift
+    t0=$(date +%s.%N)
+    # In the background + wait, so INT/TERM to this script are handled at once.
+    (cd "$dir" && exec "${PDEATH[@]}" timeout "$SUITE_TIMEOUT" "$@") &
+    DRIVER_PID=$!
+    DRIVER_STATUS=0
+    wait "$DRIVER_PID" || DRIVER_STATUS=$?
+    DRIVER_PID=
+    t1=$(date +%s.%N)
+    WALL=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+}
+
+finish_and_summarize() { # INDEX EXPECTED: stop BG_PID, report, summarize, exit
+    local index=$1 expected=$2 bg_died=0 summary_status=0
+    if ! kill -0 "$BG_PID" 2>/dev/null; then
+        bg_died=1
+    fi
+    stop_pid "$BG_PID" group
+    BG_PID=
+
+    log "suite wall time: ${WALL}s"
+    [ "$DRIVER_STATUS" = 124 ] && log "$DRIVER_NAME timed out after ${SUITE_TIMEOUT}s (AUTOBAHN_SUITE_TIMEOUT)"
+    [ "$DRIVER_STATUS" = 0 ] || log "$DRIVER_NAME exited with status $DRIVER_STATUS"
+    if [ "$bg_died" = 1 ]; then
+        log "the $BG_NAME exited during the suite; last lines of its log:"
+        tail -n 30 "$BG_LOG" >&2 || true
+    fi
+    [ -f "$index" ] || die "no ${index#"$HERE"/} produced"
+
+    python3 "$HERE/summarize.py" --index "$index" \
+        --expected "$expected" ${SUMMARY_ARGS[@]+"${SUMMARY_ARGS[@]}"} || summary_status=$?
+
+    if [ "$DRIVER_STATUS" != 0 ] || [ "$bg_died" = 1 ]; then
+        exit 1
+    fi
+    exit "$summary_status"
+}
+
+# --- wstest ----------------------------------------------------------------------
+if [ ! -x "$HERE/.venv/bin/python" ] || ! "$HERE/wstest" --help >/dev/null 2>&1; then
+    log "wstest missing; running install-wstest.sh"
+    "$HERE/install-wstest.sh"
 fi
-stop_pid "$SERVER_PID" group
-SERVER_PID=
 
-log "suite wall time: ${WALL}s"
-[ "$wstest_status" = 124 ] && log "wstest timed out after ${SUITE_TIMEOUT}s (AUTOBAHN_SUITE_TIMEOUT)"
-[ "$wstest_status" = 0 ] || log "wstest exited with status $wstest_status"
-if [ "$server_died" = 1 ]; then
-    log "the server exited during the suite; last lines of its log:"
-    tail -n 30 "$SERVER_LOG" >&2 || true
-fi
-[ -f "$REPORTS/servers/index.json" ] || die "no reports/servers/index.json produced"
+# --- what differs between the modes ------------------------------------------------
+# BG_*: the background process that listens on $HOST:$PORT (run in BG_DIR);
+# DRIVER_*: what runs the suite against it (run in DRIVER_DIR).
+case "$MODE" in
+server)
+    # The server under test (`wsreactor echo`, or WSREACTOR_CMD) is the
+    # background process; wstest -m fuzzingclient drives the suite.
+    if [ -n "${WSREACTOR_CMD:-}" ]; then
+        SERVER_CMD="$WSREACTOR_CMD"
+        log "WSREACTOR_CMD set; skipping cargo build"
+    else
+        build_binary
+        SERVER_CMD="$BIN echo --addr $HOST:$PORT"
+    fi
+    KIND=servers; TEMPLATE=fuzzingclient.json; EXPECTED="expected-results"
+    BG_NAME=server; BG_LOG="$REPORTS/server.log"; BG_DIR=$ROOT
+    BG_DESC="server: $SERVER_CMD"
+    BG_CMD=(bash -c "exec $SERVER_CMD")
+    DRIVER_NAME=wstest; DRIVER_DIR=$HERE
+    DRIVER_DESC="wstest -m fuzzingclient"
+    DRIVER_CMD=(./wstest -m fuzzingclient -s "$REPORTS/fuzzingclient.run.json")
+    ;;
+client)
+    # wstest -m fuzzingserver is the background process; `wsreactor
+    # autobahn-client` connects to /getCaseCount, runs /runCase?case=N for
+    # every case (echoing every message) and finally calls /updateReports.
+    if [ -n "${WSREACTOR_BIN:-}" ]; then
+        BIN="$WSREACTOR_BIN"
+        log "WSREACTOR_BIN set; skipping cargo build"
+        [ -x "$BIN" ] || die "$BIN was not built"
+    else
+        build_binary
+    fi
+    KIND=clients; TEMPLATE=fuzzingserver.json; EXPECTED="expected-results-client"
+    BG_NAME=fuzzingserver; BG_LOG="$REPORTS/fuzzingserver.log"; BG_DIR=$HERE
+    BG_DESC="wstest -m fuzzingserver on $HOST:$PORT"
+    # wstest-loopback.py binds it to 127.0.0.1 (wstest itself binds every
+    # interface); -u 0 turns the embedded web server off. The environment is
+    # the one the wstest wrapper sets.
+    BG_CMD=(env -u PYTHONHOME -u PYTHONPATH PYTHONNOUSERSITE=1
+        "LD_LIBRARY_PATH=$HERE/.py27/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        "$HERE/.venv/bin/python" "$HERE/wstest-loopback.py"
+        -m fuzzingserver -s "$REPORTS/fuzzingserver.run.json" -u 0)
+    DRIVER_NAME="the client"; DRIVER_DIR=$ROOT
+    DRIVER_DESC="$BIN autobahn-client"
+    DRIVER_CMD=("$BIN" autobahn-client --url "ws://$HOST:$PORT" --agent wsreactor)
+    ;;
+esac
+[ "$ALL" = 1 ] && EXPECTED="$EXPECTED-all"
 
-EXPECTED="$HERE/expected-results.json"
-[ "$ALL" = 1 ] && EXPECTED="$HERE/expected-results-all.json"
-summary_status=0
-python3 "$HERE/summarize.py" --index "$REPORTS/servers/index.json" \
-    --expected "$EXPECTED" ${SUMMARY_ARGS[@]+"${SUMMARY_ARGS[@]}"} || summary_status=$?
+# --- run ---------------------------------------------------------------------------
+refuse_busy_port
+mkdir -p "$REPORTS"
+rm -rf "${REPORTS:?}/$KIND"
+write_spec "$HERE/$TEMPLATE" "$REPORTS/${TEMPLATE%.json}.run.json"
 
-if [ "$wstest_status" != 0 ] || [ "$server_died" = 1 ]; then
-    exit 1
-fi
-exit "$summary_status"
+log "starting $BG_DESC (log: ${BG_LOG#"$ROOT"/})"
+start_background "$BG_LOG" "$BG_DIR" "${BG_CMD[@]}"
+wait_for_port "$BG_NAME" "$BG_LOG"
+
+log "running $DRIVER_DESC (cases: $([ "$ALL" = 1 ] && echo all || echo "per $TEMPLATE"))"
+run_driver "$DRIVER_DIR" "${DRIVER_CMD[@]}"
+finish_and_summarize "$REPORTS/$KIND/index.json" "$HERE/$EXPECTED.json"
