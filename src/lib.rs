@@ -59,6 +59,7 @@
 
 #[cfg(feature = "net")]
 pub mod client;
+pub mod ext;
 pub mod handshake;
 #[cfg(feature = "net")]
 pub mod net;

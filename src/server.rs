@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::ext::DeflateConfig;
 use crate::handshake::server::Upgrade;
 use crate::handshake::Limits;
 use crate::proto::{self, Message};
@@ -111,6 +112,12 @@ pub struct ServerConfig {
     pub protocol: proto::Config,
     /// Header block limits of the opening handshake (8 KiB, 64 headers).
     pub handshake: Limits,
+    /// permessage-deflate (RFC 7692): offered by clients and accepted by
+    /// servers when `enabled` and the crate is built with the `deflate`
+    /// feature. Default: disabled (each compressing connection costs tens
+    /// to hundreds of KiB while its contexts are alive; see
+    /// [`DeflateConfig`]).
+    pub deflate: DeflateConfig,
     /// Time to complete the opening handshake (for a client: connect plus
     /// handshake); then the connection is dropped. Default 5 s: a slow
     /// dribble (slowloris) cannot hold a connection open. Zero disables it.
@@ -169,6 +176,7 @@ impl Default for ServerConfig {
         Self {
             protocol: proto::Config::default(),
             handshake: Limits::default(),
+            deflate: DeflateConfig::default(),
             handshake_timeout: Duration::from_secs(5),
             close_timeout: Duration::from_secs(5),
             ping_interval: Some(Duration::from_secs(30)),

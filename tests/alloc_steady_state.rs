@@ -89,3 +89,73 @@ fn zero_allocations_per_echoed_message() {
         "allocations on the reactor thread across {MEASURED} echoed messages"
     );
 }
+
+/// A closed-loop client on the reactor: sends, waits for the echo, sends
+/// the next; counts its own thread's allocations across the measured window.
+#[derive(Debug, Default)]
+struct CountingClient {
+    received: u64,
+    at_start: u64,
+    at_end: u64,
+    closed: Option<u16>,
+    remote: Option<wsreactor::Remote>,
+}
+
+const CLIENT_PAYLOADS: [&[u8]; 2] = [&[0x5a; 20], &[0xa5; 1024]];
+
+impl Handler for CountingClient {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.send_binary(CLIENT_PAYLOADS[0]).expect("send");
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        let expected = CLIENT_PAYLOADS[(self.received % 2) as usize];
+        assert_eq!(msg, Message::Binary(expected), "echo {}", self.received);
+        self.received += 1;
+        if self.received == WARMUP {
+            self.at_start = thread_allocations();
+        } else if self.received == WARMUP + MEASURED {
+            self.at_end = thread_allocations();
+            ctx.close(1000, "").expect("close");
+            return;
+        }
+        ctx.send_binary(CLIENT_PAYLOADS[(self.received % 2) as usize])
+            .expect("send");
+    }
+
+    fn on_close(&mut self, _id: wsreactor::ConnId, code: u16, _reason: &str) {
+        self.closed = Some(code);
+        if let Some(r) = &self.remote {
+            r.stop();
+        }
+    }
+}
+
+#[test]
+fn zero_allocations_per_message_sent_by_a_client() {
+    #[derive(Debug)]
+    struct Echo;
+    impl Handler for Echo {
+        fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+            ctx.send(msg).expect("echo");
+        }
+    }
+    let server = start(ServerConfig::default(), Echo);
+    let url = format!("ws://{}/", server.addr);
+    let client = std::thread::spawn(move || {
+        let mut reactor =
+            wsreactor::Reactor::new(ServerConfig::default(), CountingClient::default()).unwrap();
+        reactor.connect(&url).unwrap();
+        reactor.handler_mut().remote = Some(reactor.remote());
+        reactor.run().unwrap()
+    });
+    let h = client.join().unwrap();
+    server.stop();
+    assert_eq!(h.received, WARMUP + MEASURED);
+    assert_eq!(h.closed, Some(1000));
+    assert_eq!(
+        h.at_end - h.at_start,
+        0,
+        "allocations on the client's reactor thread across {MEASURED} messages (masking included)"
+    );
+}

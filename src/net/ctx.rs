@@ -6,7 +6,7 @@ use std::io::{self, IoSlice, Write};
 use mio::net::TcpStream;
 
 use super::metrics::Metrics;
-use crate::proto::{Message, OpCode, SendError, Sender};
+use crate::proto::{apply_mask, DirectHeader, Message, OpCode, SendError, Sender};
 use crate::server::{OverflowPolicy, ServerConfig};
 
 /// Identifies a connection: its slab slot plus a generation, so an id kept
@@ -43,6 +43,8 @@ pub(crate) struct Link<'a> {
     pub(crate) broken: &'a mut bool,
     pub(crate) metrics: &'a mut Metrics,
     pub(crate) config: &'a ServerConfig,
+    /// Loop-wide buffer a client masks its payload into.
+    pub(crate) scratch: &'a mut Vec<u8>,
 }
 
 impl Link<'_> {
@@ -106,8 +108,9 @@ impl Link<'_> {
             self.tx.send(opcode, payload)?;
             return Ok(Sent::Queued);
         }
-        let Some(head) = self.tx.direct_header(opcode, payload.len())? else {
-            // A client masks into its queue; flush it at once.
+        let Some(DirectHeader { head, mask }) = self.tx.direct_header(opcode, payload.len())?
+        else {
+            // Compressed into the queue; flush it at once.
             self.tx.send(opcode, payload)?;
             self.flush();
             return Ok(if self.tx.pending_len() == 0 {
@@ -117,6 +120,17 @@ impl Link<'_> {
             });
         };
         let head = head.as_slice();
+        // A client masks a copy, in the loop-wide scratch buffer: no
+        // allocation per message once it has grown.
+        let payload = match mask {
+            Some(key) => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(payload);
+                apply_mask(self.scratch, key, 0);
+                &self.scratch[..]
+            }
+            None => payload,
+        };
         let written = loop {
             match self
                 .stream

@@ -8,6 +8,7 @@ use super::conn::{Conn, State};
 use super::ctx::{flush, ConnId, Ctx, Link};
 use super::metrics::Metrics;
 use super::timer::{Target, Tick, Timers};
+use crate::ext::DeflateParams;
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
     classify, default_http_response, parse_request, write_accept, write_reject, write_response,
@@ -41,6 +42,8 @@ pub(crate) struct Shared<'a, H> {
     /// Connections that asked for `/metrics`: answered after the events,
     /// when the gauges over all connections can be computed.
     pub(crate) metrics_requests: &'a mut Vec<ConnId>,
+    /// Where a client masks what it sends (see `Link`).
+    pub(crate) scratch: &'a mut Vec<u8>,
     pub(crate) now: Tick,
 }
 
@@ -252,8 +255,9 @@ fn process<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len:
 
 /// What to answer an upgrade request with.
 enum Answer {
-    /// 101 written; the header block was this long.
-    Upgraded(usize),
+    /// 101 written; the header block was this long; permessage-deflate was
+    /// agreed with these parameters.
+    Upgraded(usize, Option<DeflateParams>),
     /// An HTTP answer written; close after it.
     Http,
     /// `GET` of the metrics path: answered after the events.
@@ -308,7 +312,11 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
     conn.partial = Vec::new();
     conn.proto.sender().queue_raw(&response);
     match answer {
-        Answer::Upgraded(req_len) => open(conn, id, sh, req_len, len),
+        Answer::Upgraded(req_len, deflate) => {
+            // Before `open`: it decodes frames that came behind the request.
+            enable_deflate(conn, deflate.as_ref(), sh.config);
+            open(conn, id, sh, req_len, len)
+        }
         Answer::Http => conn.state = State::Closing,
         Answer::Metrics => {
             conn.state = State::Answering;
@@ -351,8 +359,14 @@ fn upgrade<H: Handler>(
                     return Answer::Http;
                 }
             }
-            write_accept(response, up.key, protocol, None);
-            Answer::Upgraded(req_len)
+            let agreed = config.deflate.negotiate(up.extensions());
+            write_accept(
+                response,
+                up.key,
+                protocol,
+                agreed.as_ref().map(|a| a.response.as_str()),
+            );
+            Answer::Upgraded(req_len, agreed.map(|a| a.params))
         }
         Decision::Reject { status, reason } => {
             metrics.rejected("handler");
@@ -393,6 +407,13 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         }
         Ok(Status::Complete(resp)) => {
             let resp_len = resp.len;
+            // RFC 6455 §4.1: an extension we did not offer fails the
+            // connection; an agreed one is set up before any frame is read.
+            let agreed = match sh.config.deflate.accept_response(resp.extensions()) {
+                Ok(agreed) => agreed,
+                Err(e) => return connect_failed(conn, id, sh, &format!("handshake: {e}")),
+            };
+            enable_deflate(conn, agreed.as_ref(), sh.config);
             conn.partial = Vec::new();
             conn.client = None;
             // Bytes behind the 101 are the server's first frames.
@@ -400,6 +421,16 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         }
         Err(e) => connect_failed(conn, id, sh, &format!("handshake: {e}")),
     }
+}
+
+/// Switch the connection's codec on if permessage-deflate was agreed.
+fn enable_deflate(conn: &mut Conn, params: Option<&DeflateParams>, config: &ServerConfig) {
+    #[cfg(feature = "deflate")]
+    if let Some(p) = params {
+        conn.proto.enable_deflate(p, &config.deflate);
+    }
+    #[cfg(not(feature = "deflate"))]
+    let _ = (conn, params, config);
 }
 
 /// The handshake succeeded: start the heartbeat, tell the handler, then
@@ -432,6 +463,7 @@ fn open<H: Handler>(
                 broken: &mut conn.broken,
                 metrics: sh.metrics,
                 config: sh.config,
+                scratch: sh.scratch,
             },
             cork: false,
         };
@@ -482,6 +514,7 @@ fn frames<H: Handler>(
                             broken: &mut conn.broken,
                             metrics: sh.metrics,
                             config: sh.config,
+                            scratch: sh.scratch,
                         },
                         cork,
                     };

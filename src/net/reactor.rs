@@ -87,6 +87,7 @@ macro_rules! control {
             metrics: &mut $r.metrics,
             next_generation: &mut $r.next_generation,
             flags: &$r.remote.flags,
+            scratch: &mut $r.scratch,
             touched: Vec::new(),
             now: $now,
         }
@@ -109,6 +110,8 @@ pub struct Reactor<H> {
     shutdown_deadline: Option<Tick>,
     /// Connections held only to deliver a 503 (not counted as connections).
     refused_lingering: usize,
+    /// Where a client masks what it sends; grows to the largest message.
+    scratch: Vec<u8>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -140,6 +143,7 @@ impl<H: Handler> Reactor<H> {
             metrics: Metrics::default(),
             shutdown_deadline: None,
             refused_lingering: 0,
+            scratch: Vec::new(),
         })
     }
 
@@ -293,6 +297,7 @@ impl<H: Handler> Reactor<H> {
         f: impl FnOnce(&mut Conn, usize, &mut Shared<'_, H>) -> bool,
     ) {
         let mut sh = Shared {
+            scratch: &mut self.scratch,
             rbuf,
             handler: &mut self.handler,
             config: &self.config,
@@ -570,6 +575,7 @@ pub struct Control<'a> {
     metrics: &'a mut Metrics,
     next_generation: &'a mut u32,
     flags: &'a Flags,
+    scratch: &'a mut Vec<u8>,
     /// Connections acted on: settled (and dropped if broken) afterwards.
     touched: Vec<ConnId>,
     now: Tick,
@@ -612,7 +618,10 @@ impl Control<'_> {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let mut request = Vec::with_capacity(256);
-        let client_key = write_request(&mut request, host, path, &random_16(), &[], None, &[]);
+        let offer = self.config.deflate.offer();
+        let extensions = offer.as_ref().map(|o| o.as_str());
+        let client_key =
+            write_request(&mut request, host, path, &random_16(), &[], extensions, &[]);
         *self.next_generation = self.next_generation.wrapping_add(1);
         let proto = Connection::client(self.config.protocol, random_u64());
         let mut conn = Conn::new(
@@ -704,6 +713,7 @@ impl Control<'_> {
             broken: &mut conn.broken,
             metrics: self.metrics,
             config: self.config,
+            scratch: self.scratch,
         };
         let result = f(&mut link);
         // Settled (and dropped if broken) after the callback.

@@ -13,6 +13,12 @@
 //!                                       unmasked and UTF-8 checked as they arrive
 //! ```
 //!
+//! A message compressed with permessage-deflate (RSV1 on its first frame,
+//! once [`Connection::enable_deflate`] was called) always takes the
+//! assembly path: its payload is unmasked in the input and inflated, piece
+//! by piece, into the assembly buffer, which never grows past
+//! `max_message_size`; UTF-8 is checked on the inflated bytes.
+//!
 //! Control frames are handled whole: until one has fully arrived it is left
 //! unconsumed, so the caller keeps at most [`Receiver::MAX_UNCONSUMED`] bytes
 //! between reads. Every other byte is consumed as soon as it arrives, so a
@@ -20,11 +26,17 @@
 
 use super::close::{parse_close_payload, CloseFrame};
 use super::error::{Error, ErrorKind};
+#[cfg(feature = "deflate")]
+use super::frame::RSV1;
 use super::frame::{decode_header, Header, OpCode};
 use super::mask::apply_mask;
 use super::sender::Sender;
 use super::utf8::Utf8Validator;
 use super::Status;
+#[cfg(feature = "deflate")]
+use crate::ext::deflate::{Compressor, Decompressor, DeflateError};
+#[cfg(feature = "deflate")]
+use crate::ext::{DeflateConfig, DeflateParams};
 
 /// Which end of the connection we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +157,13 @@ pub struct Receiver {
     release_buf: bool,
     /// Closed or failed: input is discarded.
     done: bool,
+    /// permessage-deflate was negotiated. Its decompressor is kept by the
+    /// [`Sender`], which every read gets: one box for both directions.
+    #[cfg(feature = "deflate")]
+    deflate: bool,
+    /// The message being assembled is compressed.
+    #[cfg(feature = "deflate")]
+    compressed: bool,
 }
 
 /// What the loop in `read` decided to return, as positions (so the borrow of
@@ -180,6 +199,30 @@ impl Receiver {
             buf: Vec::new(),
             release_buf: false,
             done: false,
+            #[cfg(feature = "deflate")]
+            deflate: false,
+            #[cfg(feature = "deflate")]
+            compressed: false,
+        }
+    }
+
+    /// Accept RSV1 as "compressed" on the first frame of data messages.
+    #[cfg(feature = "deflate")]
+    fn enable_deflate(&mut self) {
+        self.config.allowed_rsv |= RSV1;
+        self.deflate = true;
+    }
+
+    /// Whether a data frame starting a message starts a compressed one.
+    /// Tests `rsv` first: on the hot path it is 0 and nothing else is read.
+    #[inline(always)]
+    fn starts_compressed(&self, h: &Header) -> bool {
+        #[cfg(feature = "deflate")]
+        return h.rsv != 0 && h.rsv & RSV1 != 0 && self.deflate;
+        #[cfg(not(feature = "deflate"))]
+        {
+            let _ = h;
+            false
         }
     }
 
@@ -278,7 +321,11 @@ impl Receiver {
                         self.control(op, &input[start..end], tx)?;
                         return Ok((end, Some(Ready::Control { op, start, end })));
                     }
-                    if self.message.is_none() && h.fin && available >= h.len {
+                    if self.message.is_none()
+                        && h.fin
+                        && available >= h.len
+                        && !self.starts_compressed(&h)
+                    {
                         // The common case: a whole message in the input.
                         let end = start + h.len as usize;
                         let payload = &mut input[start..end];
@@ -295,6 +342,10 @@ impl Receiver {
                         self.message_len = 0;
                         self.fragments = 0;
                         self.utf8.reset();
+                        #[cfg(feature = "deflate")]
+                        {
+                            self.compressed = self.starts_compressed(&h);
+                        }
                     }
                     self.message_len += h.len;
                     self.fragments += 1;
@@ -316,16 +367,8 @@ impl Receiver {
                     if n == 0 && remaining > 0 {
                         return Ok((pos, None));
                     }
-                    let from = self.buf.len();
-                    self.buf.extend_from_slice(&input[pos..pos + n]);
-                    if let Some(key) = mask {
-                        apply_mask(&mut self.buf[from..], key, (offset & 3) as usize);
-                    }
-                    if self.message == Some(OpCode::Text) {
-                        self.utf8
-                            .feed(&self.buf[from..])
-                            .map_err(|_| invalid_utf8())?;
-                    }
+                    let last = fin && remaining == n as u64;
+                    self.assemble(&mut input[pos..pos + n], mask, offset, last, tx)?;
                     pos += n;
                     if remaining > n as u64 {
                         self.frame = FrameState::Payload {
@@ -338,6 +381,10 @@ impl Receiver {
                     }
                     self.frame = FrameState::Header;
                     if fin {
+                        #[cfg(feature = "deflate")]
+                        {
+                            self.compressed = false;
+                        }
                         let op = self.message.take().unwrap_or(OpCode::Binary);
                         if op == OpCode::Text {
                             self.utf8.finish().map_err(|_| invalid_utf8())?;
@@ -349,13 +396,80 @@ impl Receiver {
         }
     }
 
+    /// Payload bytes (still masked) of the message being assembled; `last`:
+    /// the final piece of its final frame.
+    #[inline]
+    fn assemble(
+        &mut self,
+        piece: &mut [u8],
+        mask: Option<[u8; 4]>,
+        offset: u64,
+        last: bool,
+        tx: &mut Sender,
+    ) -> Result<(), Error> {
+        #[cfg(feature = "deflate")]
+        if self.compressed {
+            if let Some(key) = mask {
+                apply_mask(piece, key, (offset & 3) as usize);
+            }
+            return self.inflate(piece, last, tx);
+        }
+        let _ = (last, tx);
+        let from = self.buf.len();
+        self.buf.extend_from_slice(piece);
+        if let Some(key) = mask {
+            apply_mask(&mut self.buf[from..], key, (offset & 3) as usize);
+        }
+        if self.message == Some(OpCode::Text) {
+            self.utf8
+                .feed(&self.buf[from..])
+                .map_err(|_| invalid_utf8())?;
+        }
+        Ok(())
+    }
+
+    /// Inflate a piece of a compressed message into the assembly buffer
+    /// (RFC 7692 §7.2.2), capped at `max_message_size`, and check the new
+    /// text as UTF-8.
+    #[cfg(feature = "deflate")]
+    fn inflate(&mut self, compressed: &[u8], last: bool, tx: &mut Sender) -> Result<(), Error> {
+        let Some(d) = tx.decompressor() else {
+            // Released when the connection failed on our side (§7.1.7: we
+            // are done with the peer's data).
+            return Err(Error::new(
+                ErrorKind::Protocol,
+                "compressed message after the connection failed",
+            ));
+        };
+        let max = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
+        let from = self.buf.len();
+        let mut result = d.feed(compressed, &mut self.buf, max);
+        if last && result.is_ok() {
+            result = d.finish(&mut self.buf, max);
+        }
+        result.map_err(|e| match e {
+            DeflateError::TooBig => Error::new(
+                ErrorKind::TooBig,
+                "inflated message exceeds max_message_size",
+            ),
+            DeflateError::Corrupt | DeflateError::Internal => Error::new(
+                ErrorKind::InvalidPayload,
+                "compressed message is not valid DEFLATE data",
+            ),
+        })?;
+        if self.message == Some(OpCode::Text) {
+            self.utf8
+                .feed(&self.buf[from..])
+                .map_err(|_| invalid_utf8())?;
+        }
+        Ok(())
+    }
+
     /// Policy checks on a header (RFC 6455 §5.1-§5.5 and the limits).
     fn check_header(&self, h: &Header) -> Result<OpCode, Error> {
         let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
-        if h.rsv & !self.config.allowed_rsv != 0 {
-            // §5.2: "MUST be 0 unless an extension is negotiated that defines
-            // meanings for non-zero values".
-            return protocol("reserved bit set without a negotiated extension");
+        if h.rsv != 0 {
+            self.check_rsv(h)?;
         }
         let Some(op) = OpCode::from_u8(h.opcode) else {
             return protocol("reserved opcode");
@@ -413,6 +527,30 @@ impl Receiver {
             ));
         }
         Ok(op)
+    }
+
+    /// RSV bits, off the hot path (almost every frame has none).
+    #[cold]
+    #[inline(never)]
+    fn check_rsv(&self, h: &Header) -> Result<(), Error> {
+        let protocol = |detail| Err(Error::new(ErrorKind::Protocol, detail));
+        if h.rsv & !self.config.allowed_rsv != 0 {
+            // §5.2: "MUST be 0 unless an extension is negotiated that defines
+            // meanings for non-zero values".
+            return protocol("reserved bit set without a negotiated extension");
+        }
+        // RFC 7692 §6.1: "An endpoint MUST NOT set the "Per-Message
+        // Compressed" bit of control frames and non-first fragments of a
+        // data message. An endpoint receiving such a frame MUST _Fail the
+        // WebSocket Connection_." (Control opcodes have the top bit set.)
+        #[cfg(feature = "deflate")]
+        if h.rsv & RSV1 != 0
+            && self.deflate
+            && (h.opcode & 0x8 != 0 || h.opcode == OpCode::Continuation as u8)
+        {
+            return protocol("RSV1 on a control frame or a continuation frame");
+        }
+        Ok(())
     }
 
     /// Duties of a complete control frame (its payload already unmasked).
@@ -478,6 +616,43 @@ impl Connection {
         self.rx.role
     }
 
+    /// Use permessage-deflate as agreed in the opening handshake (see
+    /// [`crate::ext`]): RSV1 on the first frame of a data message now means
+    /// "compressed", and [`Sender::send`] compresses data messages of at
+    /// least `config.min_compress_size` bytes. Call it before the first
+    /// frame is read or sent.
+    ///
+    /// ```
+    /// use wsreactor::ext::DeflateConfig;
+    /// use wsreactor::proto::{Config, Connection};
+    ///
+    /// let deflate = DeflateConfig { enabled: true, ..DeflateConfig::default() };
+    /// let agreed = deflate
+    ///     .negotiate([&b"permessage-deflate; client_max_window_bits"[..]])
+    ///     .expect("acceptable offer");
+    /// assert_eq!(agreed.response.as_str(), "permessage-deflate");
+    /// let mut conn = Connection::server(Config::default());
+    /// conn.enable_deflate(&agreed.params, &deflate);
+    /// ```
+    #[cfg(feature = "deflate")]
+    pub fn enable_deflate(&mut self, params: &DeflateParams, config: &DeflateConfig) {
+        let role = self.role();
+        self.rx.enable_deflate();
+        let decompressor = Decompressor::new(
+            params.decompress_window_bits(role),
+            params.decompress_no_context_takeover(role),
+        );
+        let compressor = params.compress_window_bits(role).map(|bits| {
+            Compressor::new(
+                bits,
+                config.level,
+                params.compress_no_context_takeover(role),
+            )
+        });
+        self.tx
+            .enable_deflate(compressor, decompressor, config.min_compress_size);
+    }
+
     /// The two halves, so an event borrowed from the receiver can be answered
     /// through the sender.
     pub fn split(&mut self) -> (&mut Receiver, &mut Sender) {
@@ -500,5 +675,96 @@ impl Connection {
     /// As [`Receiver::read`].
     pub fn read<'a>(&'a mut self, input: &'a mut [u8]) -> Result<Read<'a>, Error> {
         self.rx.read(input, &mut self.tx)
+    }
+}
+
+#[cfg(all(test, feature = "deflate"))]
+mod deflate_tests {
+    use super::*;
+    use crate::proto::frame::encode_header;
+
+    /// An unmasked (server) frame with RSV1 carrying `message` compressed.
+    fn compressed_frame(message: &[u8], level: u32) -> Vec<u8> {
+        let mut z = Vec::new();
+        Compressor::new(15, level, false)
+            .compress(message, &mut z)
+            .unwrap();
+        let mut wire = encode_header(true, RSV1, OpCode::Binary, None, z.len() as u64)
+            .as_slice()
+            .to_vec();
+        wire.extend_from_slice(&z);
+        wire
+    }
+
+    fn client_rx(max_message_size: u64) -> Receiver {
+        let config = Config {
+            max_message_size,
+            ..Config::default()
+        };
+        let mut rx = Receiver::new(Role::Client, config);
+        rx.enable_deflate();
+        rx
+    }
+
+    fn client_tx(no_context_takeover: bool) -> Sender {
+        let mut tx = Sender::new(Some(1));
+        tx.enable_deflate(None, Decompressor::new(15, no_context_takeover), 0);
+        tx
+    }
+
+    /// A ~1 KiB frame inflating to 1 MiB against a 64 KiB limit, read 16
+    /// bytes at a time: 1009, and the assembly buffer never held more than
+    /// the limit plus one byte.
+    #[test]
+    fn bomb_never_grows_the_buffer_past_the_limit() {
+        let cap = 64 * 1024;
+        let wire = compressed_frame(&vec![0u8; 1 << 20], 9);
+        assert!(wire.len() < 1200, "{}", wire.len());
+        let mut rx = client_rx(cap as u64);
+        let mut tx = client_tx(false);
+        let mut pending = Vec::new();
+        let mut peak = 0;
+        let mut failed = None;
+        for piece in wire.chunks(16) {
+            pending.extend_from_slice(piece);
+            let consumed = match rx.read(&mut pending, &mut tx) {
+                Ok(r) => {
+                    assert!(r.event.is_none());
+                    r.consumed
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            };
+            pending.drain(..consumed);
+            peak = peak.max(rx.buf.capacity());
+        }
+        let e = failed.expect("refused");
+        assert_eq!((e.kind(), e.close_code()), (ErrorKind::TooBig, 1009));
+        assert!(peak <= cap + 1, "peak {peak}");
+        assert!(peak > cap / 2, "peak {peak}");
+        // Everything is released; the 1009 close is queued.
+        assert_eq!(rx.buf.capacity(), 0);
+        assert!(tx.decompressor().is_none());
+        // A masked close frame with a 2-byte payload (the code).
+        assert_eq!(tx.pending()[..2], [0x88, 0x82]);
+    }
+
+    #[test]
+    fn no_context_takeover_releases_the_decompressor() {
+        for nct in [false, true] {
+            let mut rx = client_rx(1 << 20);
+            let mut tx = client_tx(nct);
+            for _ in 0..3 {
+                let mut wire = compressed_frame(b"hello hello hello hello", 1);
+                let r = rx.read(&mut wire, &mut tx).unwrap();
+                assert_eq!(
+                    r.event,
+                    Some(Event::Message(Message::Binary(b"hello hello hello hello")))
+                );
+                assert_eq!(tx.decompressor().unwrap().is_allocated(), !nct);
+            }
+        }
     }
 }

@@ -25,6 +25,10 @@ use super::Status;
 /// The longest header: 2 + 8 (length) + 4 (mask).
 pub const MAX_HEADER_LEN: usize = 14;
 
+/// RSV1 in [`Header::rsv`]: permessage-deflate's "Per-Message Compressed"
+/// bit (RFC 7692 §6).
+pub const RSV1: u8 = 0b100;
+
 /// Frame opcodes defined by RFC 6455 §5.2 (the others are reserved).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]

@@ -13,7 +13,11 @@
 use super::close::is_valid_sent_code;
 use super::error::SendError;
 use super::frame::{encode_header, HeaderBuf, OpCode};
+#[cfg(feature = "deflate")]
+use super::frame::{MAX_HEADER_LEN, RSV1};
 use super::mask::apply_mask;
+#[cfg(feature = "deflate")]
+use crate::ext::deflate::{Compressor, Decompressor};
 
 /// Where the close handshake stands, from our side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +46,23 @@ pub struct Sender {
     /// Masking-key generator; `Some` for a client (§5.3: "a client MUST mask
     /// all frames that it sends to the server").
     mask: Option<MaskGen>,
+    /// permessage-deflate, once negotiated. Both directions live here, in
+    /// one box: the receiver gets the sender on every read, so an
+    /// uncompressed connection pays one pointer in all.
+    #[cfg(feature = "deflate")]
+    deflate: Option<Box<Deflate>>,
+}
+
+/// Both directions of permessage-deflate.
+#[cfg(feature = "deflate")]
+#[derive(Debug)]
+struct Deflate {
+    /// `None`: the agreement lets us send only uncompressed messages.
+    compressor: Option<Compressor>,
+    decompressor: Decompressor,
+    /// Data messages shorter than this go out uncompressed (`usize::MAX`
+    /// without a compressor).
+    min_size: usize,
 }
 
 impl Sender {
@@ -52,7 +73,48 @@ impl Sender {
             state: CloseState::Open,
             sent_close: None,
             mask: mask_seed.map(MaskGen),
+            #[cfg(feature = "deflate")]
+            deflate: None,
         }
+    }
+
+    /// Compress data messages of at least `min_size` bytes from now on
+    /// (`compressor` `None`: the agreement lets us send only uncompressed
+    /// messages), and keep the receiver's `decompressor`.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn enable_deflate(
+        &mut self,
+        compressor: Option<Compressor>,
+        decompressor: Decompressor,
+        min_size: usize,
+    ) {
+        let min_size = if compressor.is_some() {
+            min_size
+        } else {
+            usize::MAX
+        };
+        self.deflate = Some(Box::new(Deflate {
+            compressor,
+            decompressor,
+            min_size,
+        }));
+    }
+
+    /// The receiving direction's context, once negotiated.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn decompressor(&mut self) -> Option<&mut Decompressor> {
+        self.deflate.as_deref_mut().map(|d| &mut d.decompressor)
+    }
+
+    /// Whether a data message of `len` bytes would be sent compressed.
+    #[inline(always)]
+    fn compresses(&self, opcode: OpCode, len: usize) -> bool {
+        #[cfg(feature = "deflate")]
+        if let Some(d) = self.deflate.as_deref() {
+            return len >= d.min_size && matches!(opcode, OpCode::Text | OpCode::Binary);
+        }
+        let _ = (opcode, len);
+        false
     }
 
     /// Where the close handshake stands.
@@ -66,16 +128,129 @@ impl Sender {
         self.sent_close
     }
 
-    /// Queue a complete text or binary message as one frame.
+    /// Queue a complete text or binary message as one frame, compressed
+    /// when permessage-deflate was negotiated and the message is at least
+    /// `min_compress_size` long.
     ///
     /// # Errors
-    /// [`SendError::Closed`] once a close frame was sent.
+    /// [`SendError::Closed`] once a close frame was sent (or if compression
+    /// failed, which fails the connection with 1011).
     pub fn send(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        #[cfg(feature = "deflate")]
+        if self.compresses(opcode, payload.len()) {
+            return self.send_compressed(opcode, payload);
+        }
         self.send_frame(opcode, true, payload)
     }
 
+    /// Queue a text or binary message split into frames of at most
+    /// `max_frame` payload bytes (at least 1). With permessage-deflate the
+    /// message is compressed as a whole first, as for [`Sender::send`], and
+    /// only its first frame carries RSV1 (RFC 7692 §6.1).
+    ///
+    /// # Errors
+    /// As [`Sender::send`].
+    pub fn send_fragmented(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        max_frame: usize,
+    ) -> Result<(), SendError> {
+        if self.state != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        if opcode.is_control() {
+            // §5.5: "Control frames ... MUST NOT be fragmented."
+            return self.send_frame(opcode, true, payload);
+        }
+        let max_frame = max_frame.max(1);
+        #[cfg(feature = "deflate")]
+        if self.compresses(opcode, payload.len()) {
+            let mut body = Vec::new();
+            if let Some(z) = self
+                .deflate
+                .as_deref_mut()
+                .and_then(|d| d.compressor.as_mut())
+            {
+                if z.compress(payload, &mut body).is_err() {
+                    self.fail(1011);
+                    return Err(SendError::Closed);
+                }
+            }
+            self.push_fragments(opcode, RSV1, &body, max_frame);
+            return Ok(());
+        }
+        self.push_fragments(opcode, 0, payload, max_frame);
+        Ok(())
+    }
+
+    fn push_fragments(&mut self, opcode: OpCode, rsv: u8, body: &[u8], max_frame: usize) {
+        let mut chunks = body.chunks(max_frame).peekable();
+        let (mut op, mut rsv) = (opcode, rsv);
+        if chunks.peek().is_none() {
+            self.push_frame_rsv(op, true, rsv, &[]);
+        }
+        while let Some(chunk) = chunks.next() {
+            self.push_frame_rsv(op, chunks.peek().is_none(), rsv, chunk);
+            (op, rsv) = (OpCode::Continuation, 0);
+        }
+    }
+
+    /// Compress straight into the output queue: a gap the size of the
+    /// largest header is left before the compressed bytes, and the header,
+    /// whose length is known only afterwards, is written at its end. With
+    /// nothing else queued the gap is simply skipped (`pos`); otherwise the
+    /// body moves back over it.
+    #[cfg(feature = "deflate")]
+    #[inline(never)]
+    fn send_compressed(&mut self, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {
+        if self.state != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        let Some(z) = self
+            .deflate
+            .as_deref_mut()
+            .and_then(|d| d.compressor.as_mut())
+        else {
+            return self.send_frame(opcode, true, payload);
+        };
+        let head_at = self.out.len();
+        self.out.resize(head_at + MAX_HEADER_LEN, 0);
+        let body_at = self.out.len();
+        if z.compress(payload, &mut self.out).is_err() {
+            self.out.truncate(head_at);
+            self.fail(1011);
+            return Err(SendError::Closed);
+        }
+        let len = self.out.len() - body_at;
+        if len >= payload.len() && z.no_context_takeover() {
+            // Incompressible. Without context takeover the peer's window
+            // need not see these bytes, so they may go out as they are
+            // (RFC 7692 §6: compression is chosen per message).
+            self.out.truncate(head_at);
+            self.push_frame(opcode, true, payload);
+            return Ok(());
+        }
+        let key = self.mask.as_mut().map(MaskGen::next_key);
+        // §6.1: RSV1 on the first (here: only) frame of a compressed message.
+        let head = encode_header(true, RSV1, opcode, key, len as u64);
+        let head = head.as_slice();
+        let at = body_at - head.len();
+        self.out[at..body_at].copy_from_slice(head);
+        if let Some(key) = key {
+            apply_mask(&mut self.out[body_at..], key, 0);
+        }
+        if self.pos == head_at {
+            self.pos = at;
+        } else {
+            self.out.drain(head_at..at);
+        }
+        Ok(())
+    }
+
     /// Queue one frame; `opcode` is `Continuation` for the second and later
-    /// frames of a fragmented message.
+    /// frames of a fragmented message. Frames queued this way are never
+    /// compressed.
     ///
     /// # Errors
     /// [`SendError::Closed`] once a close frame was sent;
@@ -126,9 +301,10 @@ impl Sender {
     }
 
     /// The header for a data frame whose payload the caller transmits itself
-    /// (the zero-copy path: header and payload leave in one vectored write).
-    /// Returns `None` for a client, whose payload must be masked into a copy;
-    /// use [`Sender::send`] there.
+    /// (the zero-copy path: header and payload leave in one vectored write),
+    /// with the masking key a client must apply to the payload it sends
+    /// (`None` for a server). Returns `None` for a message that
+    /// permessage-deflate will compress; use [`Sender::send`] there.
     ///
     /// # Errors
     /// [`SendError::Closed`] once a close frame was sent.
@@ -136,14 +312,16 @@ impl Sender {
         &mut self,
         opcode: OpCode,
         len: usize,
-    ) -> Result<Option<HeaderBuf>, SendError> {
+    ) -> Result<Option<DirectHeader>, SendError> {
         if self.state != CloseState::Open {
             return Err(SendError::Closed);
         }
-        if self.mask.is_some() {
+        if self.compresses(opcode, len) {
             return Ok(None);
         }
-        Ok(Some(encode_header(true, 0, opcode, None, len as u64)))
+        let mask = self.mask.as_mut().map(MaskGen::next_key);
+        let head = encode_header(true, 0, opcode, mask, len as u64);
+        Ok(Some(DirectHeader { head, mask }))
     }
 
     /// Append raw bytes that are already framed (what a direct write could
@@ -191,6 +369,7 @@ impl Sender {
             self.push_close(code, "");
         }
         self.state = CloseState::Closed;
+        self.release_deflate();
     }
 
     /// Fail the connection (§7.1.7): send a close with `code` if we have not.
@@ -199,6 +378,16 @@ impl Sender {
             self.push_close(Some(code), "");
         }
         self.state = CloseState::Closed;
+        self.release_deflate();
+    }
+
+    /// Nothing more is compressed or inflated once both directions are
+    /// closed: give the contexts' memory back now.
+    fn release_deflate(&mut self) {
+        #[cfg(feature = "deflate")]
+        {
+            self.deflate = None;
+        }
     }
 
     fn push_close(&mut self, code: Option<u16>, reason: &str) {
@@ -216,8 +405,12 @@ impl Sender {
     }
 
     fn push_frame(&mut self, opcode: OpCode, fin: bool, payload: &[u8]) {
+        self.push_frame_rsv(opcode, fin, 0, payload);
+    }
+
+    fn push_frame_rsv(&mut self, opcode: OpCode, fin: bool, rsv: u8, payload: &[u8]) {
         let key = self.mask.as_mut().map(MaskGen::next_key);
-        let head = encode_header(fin, 0, opcode, key, payload.len() as u64);
+        let head = encode_header(fin, rsv, opcode, key, payload.len() as u64);
         self.out.reserve(head.as_slice().len() + payload.len());
         self.out.extend_from_slice(head.as_slice());
         let start = self.out.len();
@@ -226,6 +419,16 @@ impl Sender {
             apply_mask(&mut self.out[start..], key, 0);
         }
     }
+}
+
+/// A frame header for the caller to send before its payload
+/// ([`Sender::direct_header`]).
+#[derive(Debug, Clone, Copy)]
+pub struct DirectHeader {
+    /// The encoded header.
+    pub head: HeaderBuf,
+    /// The key a client must mask the payload with (`None` for a server).
+    pub mask: Option<[u8; 4]>,
 }
 
 /// Masking keys for a client: wyrand, seeded by the caller from the OS.

@@ -28,6 +28,7 @@ OPTIONS:
                        [default: wsreactor]
     --cases FROM[-TO]  Run only these cases (1-based numbers, as the server
                        counts them) and skip the report update
+    --deflate          Offer permessage-deflate (needs --features deflate)
     -h, --help         Print this help
 ";
 
@@ -200,6 +201,7 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     let mut base = "ws://127.0.0.1:9002".to_string();
     let mut agent = "wsreactor".to_string();
     let mut only = None;
+    let mut deflate = false;
     let mut parser = lexopt::Parser::from_args(args);
     let value = |p: &mut lexopt::Parser| -> Result<String, String> {
         p.value()
@@ -211,6 +213,7 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
         match arg {
             Long("url") => base = value(&mut parser)?,
             Long("agent") => agent = value(&mut parser)?,
+            Long("deflate") => deflate = true,
             Long("cases") => {
                 let v = value(&mut parser)?;
                 only = Some(parse_range(&v).ok_or(format!("--cases: bad range '{v}'"))?);
@@ -235,11 +238,14 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     }
     let base = base.trim_end_matches('/').to_string();
 
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         // The suite checks every frame the client sends: no heartbeat pings.
         ping_interval: None,
         ..ServerConfig::default()
     };
+    if deflate {
+        crate::deflate::enable(&mut config)?;
+    }
     let mut reactor = Reactor::new(
         config,
         Driver {

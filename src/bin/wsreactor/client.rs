@@ -42,6 +42,8 @@ OPTIONS:
                            otherwise exit
     --backoff-initial SECS First reconnect delay [default: 1]
     --backoff-max SECS     Largest reconnect delay [default: 60]
+    --deflate              Offer permessage-deflate (RFC 7692); needs a build
+                           with --features deflate
     -h, --help             Print this help
 
 EXIT STATUS:
@@ -63,6 +65,7 @@ struct Options {
     ping_interval: Option<Duration>,
     pong_timeout: Option<Duration>,
     reconnect: bool,
+    deflate: bool,
     policy: ReconnectPolicy,
 }
 
@@ -85,6 +88,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
     let mut ping_interval = None;
     let mut pong_timeout = None;
     let mut reconnect = false;
+    let mut deflate = false;
     let mut policy = ReconnectPolicy::default();
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -96,6 +100,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
             }
             Long("pong-timeout") => pong_timeout = Some(secs(&mut parser, "--pong-timeout")?),
             Long("reconnect") => reconnect = true,
+            Long("deflate") => deflate = true,
             Long("backoff-initial") => {
                 policy.initial_delay = secs(&mut parser, "--backoff-initial")?;
             }
@@ -122,6 +127,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
         ping_interval,
         pong_timeout,
         reconnect,
+        deflate,
         policy,
     }))
 }
@@ -385,6 +391,9 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     // A bad URL fails at once, also with --reconnect.
     WsUrl::parse(&opts.url).map_err(|e| format!("{}: {e}", opts.url))?;
     let mut config = ServerConfig::default();
+    if opts.deflate {
+        crate::deflate::enable(&mut config)?;
+    }
     if let Some(interval) = opts.ping_interval {
         config.ping_interval = Some(interval).filter(|d| !d.is_zero());
     }

@@ -38,6 +38,8 @@ OPTIONS:
                                 [default: 0]
     --shutdown-timeout SECS     Graceful shutdown limit [default: 5]
     --no-metrics                Do not serve GET /metrics
+    --deflate                   Accept permessage-deflate (RFC 7692); needs a
+                                build with --features deflate
     -h, --help                  Print this help
 
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
@@ -151,6 +153,7 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
             "idle-timeout" => cfg.idle_timeout = Some(seconds(&value()?)?).filter(|d| !d.is_zero()),
             "shutdown-timeout" => cfg.shutdown_timeout = seconds(&value()?)?,
             "no-metrics" => cfg.metrics_path = None,
+            "deflate" => crate::deflate::enable(&mut cfg)?,
             _ => {
                 return Err(format!(
                     "invalid option '--{name}' (see wsreactor echo --help)"

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod autobahn_client;
 mod client;
+mod deflate;
 mod echo;
 
 const USAGE: &str = "\
