@@ -4,7 +4,7 @@
 use std::io::{self, Read};
 use std::net::Shutdown;
 
-use super::conn::{Conn, State};
+use super::conn::{Conn, Flag, State};
 use super::ctx::{flush, ConnId, Ctx, Link};
 use super::metrics::Metrics;
 use super::timer::{Target, Tick, Timers};
@@ -82,8 +82,10 @@ pub(crate) fn drive<H: Handler>(
         return !conn.broken;
     }
     flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
-    if conn.read_paused && conn.proto.sender().pending_len() <= sh.config.max_pending_output / 2 {
-        conn.read_paused = false;
+    if conn.flags.contains(Flag::ReadPaused)
+        && conn.proto.sender().pending_len() <= sh.config.max_pending_output / 2
+    {
+        conn.flags.remove(Flag::ReadPaused);
         readable = true;
     }
     if readable {
@@ -97,7 +99,7 @@ pub(crate) fn drive<H: Handler>(
 /// An open connection's deadline serves the heartbeat and the idle timeout;
 /// any other deadline (handshake, close) ends the connection.
 pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
-    if conn.state != State::Open || conn.final_deadline {
+    if conn.state != State::Open || conn.flags.contains(Flag::FinalDeadline) {
         log::debug!(
             "connection {key}: deadline passed in state {:?}",
             conn.state
@@ -199,30 +201,30 @@ pub(crate) fn closed<H: Handler>(
     code: u16,
     reason: &str,
 ) {
-    if conn.opened {
-        conn.opened = false;
+    if conn.flags.contains(Flag::Opened) {
+        conn.flags.remove(Flag::Opened);
         sh.metrics.connections_open -= 1;
         sh.handler.on_close(id, code, reason);
     }
 }
 
 fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, read_closed: bool) {
-    while !conn.broken && !conn.eof {
+    while !conn.broken && !conn.flags.contains(Flag::Eof) {
         if conn.proto.sender().pending_len() > sh.config.max_pending_output {
             // Flush first: pausing is only safe once the kernel refused
             // bytes, because that guarantees a writable edge to resume on.
             flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
             if conn.proto.sender().pending_len() > sh.config.max_pending_output {
                 // Backpressure: the peer is not reading what we send.
-                conn.read_paused = true;
+                conn.flags.insert(Flag::ReadPaused);
                 return;
             }
         }
-        let p = conn.partial.len();
-        sh.rbuf[..p].copy_from_slice(&conn.partial);
+        let p = conn.partial.as_slice().len();
+        sh.rbuf[..p].copy_from_slice(conn.partial.as_slice());
         let room = sh.rbuf.len() - p;
         match conn.stream.read(&mut sh.rbuf[p..]) {
-            Ok(0) => conn.eof = true,
+            Ok(0) => conn.flags.insert(Flag::Eof),
             Ok(n) => {
                 sh.metrics.bytes_in += n as u64;
                 conn.last_read = sh.now;
@@ -249,7 +251,7 @@ fn process<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len:
         (State::Handshake, Role::Server) => server_handshake(conn, id, sh, len),
         (State::Handshake, Role::Client) => client_handshake(conn, id, sh, len),
         (State::Open, _) => frames(conn, id, sh, 0, len),
-        (State::Closing | State::Connecting | State::Answering, _) => conn.partial = Vec::new(),
+        (State::Closing | State::Connecting | State::Answering, _) => conn.partial.release(),
     }
 }
 
@@ -271,8 +273,7 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
     let mut response = Vec::new();
     let answer = match parse_request(&sh.rbuf[..len], &mut headers[..slots], limits) {
         Ok(Status::Partial) => {
-            conn.partial.clear();
-            conn.partial.extend_from_slice(&sh.rbuf[..len]);
+            conn.partial.replace(&sh.rbuf[..len]);
             return;
         }
         Ok(Status::Complete(req)) => match classify(&req) {
@@ -309,7 +310,7 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             Answer::Http
         }
     };
-    conn.partial = Vec::new();
+    conn.partial.release();
     conn.proto.sender().queue_raw(&response);
     match answer {
         Answer::Upgraded(req_len, deflate) => {
@@ -402,8 +403,7 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         limits,
     ) {
         Ok(Status::Partial) => {
-            conn.partial.clear();
-            conn.partial.extend_from_slice(&sh.rbuf[..len]);
+            conn.partial.replace(&sh.rbuf[..len]);
         }
         Ok(Status::Complete(resp)) => {
             let resp_len = resp.len;
@@ -414,7 +414,7 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
                 Err(e) => return connect_failed(conn, id, sh, &format!("handshake: {e}")),
             };
             enable_deflate(conn, agreed.as_ref(), sh.config);
-            conn.partial = Vec::new();
+            conn.partial.release();
             conn.client = None;
             // Bytes behind the 101 are the server's first frames.
             open(conn, id, sh, resp_len, len);
@@ -445,7 +445,7 @@ fn open<H: Handler>(
 ) {
     conn.state = State::Open;
     conn.deadline = None;
-    conn.opened = true;
+    conn.flags.insert(Flag::Opened);
     sh.metrics.connections_open += 1;
     sh.metrics.connections_total += 1;
     if let Some(interval) = sh.config.ping_interval {
@@ -549,39 +549,35 @@ fn frames<H: Handler>(
             }
         }
     }
-    if pong && conn.state == State::Open && !conn.final_deadline {
+    if pong && conn.state == State::Open && !conn.flags.contains(Flag::FinalDeadline) {
         // The pong deadline is gone: the next ping sets the deadline now.
         schedule_heartbeat(conn, id.key, sh);
     }
     if let Some((code, reason)) = ended {
         closed(conn, id, sh, code, &reason);
     }
-    if off < len {
-        conn.partial.clear();
-        conn.partial.extend_from_slice(&sh.rbuf[off..len]);
-    } else {
-        conn.partial = Vec::new();
-    }
+    // Empty when the input ended on a frame boundary: then no memory is held.
+    conn.partial.replace(&sh.rbuf[off..len]);
 }
 
 /// After I/O: flush, move between states, set deadlines. `false`: drop.
 pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
     flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
-    if !conn.close_counted {
+    if !conn.flags.contains(Flag::CloseCounted) {
         if let Some(code) = conn.proto.sender().sent_close_code() {
-            conn.close_counted = true;
+            conn.flags.insert(Flag::CloseCounted);
             *sh.metrics.close_codes_sent.entry(code).or_default() += 1;
         }
     }
-    if conn.broken || conn.eof {
+    if conn.broken || conn.flags.contains(Flag::Eof) {
         return false;
     }
     if conn.state == State::Open && conn.proto.sender().state() == CloseState::Closed {
         conn.state = State::Closing;
     }
     let closing = conn.state == State::Closing || conn.proto.sender().state() != CloseState::Open;
-    if closing && !conn.final_deadline {
-        conn.final_deadline = true;
+    if closing && !conn.flags.contains(Flag::FinalDeadline) {
+        conn.flags.insert(Flag::FinalDeadline);
         match after(sh.now, sh.config.close_timeout) {
             Some(when) => set_deadline(conn, key, sh.timers, when),
             None => conn.deadline = None,
@@ -591,8 +587,9 @@ pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> 
         // RFC 6455 §7.1.1: the server closes TCP first; the client waits for
         // it (until the deadline).
         let server = conn.proto.role() == Role::Server;
-        if server && !conn.shut_write && conn.proto.sender().pending_len() == 0 {
-            conn.shut_write = true;
+        if server && !conn.flags.contains(Flag::ShutWrite) && conn.proto.sender().pending_len() == 0
+        {
+            conn.flags.insert(Flag::ShutWrite);
             if let Err(e) = conn.stream.shutdown(Shutdown::Write) {
                 log::debug!("shutdown: {e}");
                 return false;

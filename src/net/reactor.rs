@@ -16,7 +16,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
-use super::conn::{ClientSetup, Conn, State};
+use super::conn::{ClientSetup, Conn, Flag, State};
 use super::ctx::{ConnId, Link, Sent};
 use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
 use super::metrics::Metrics;
@@ -313,14 +313,14 @@ impl<H: Handler> Reactor<H> {
         if !keep {
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.stream);
-            if conn.refused {
+            if conn.flags.contains(Flag::Refused) {
                 self.refused_lingering -= 1;
             }
             let id = ConnId {
                 key,
                 generation: conn.generation,
             };
-            if conn.opened {
+            if conn.flags.contains(Flag::Opened) {
                 closed(&mut conn, id, &mut sh, 1006, "connection lost");
             } else if conn.client.is_some() {
                 sh.handler
@@ -394,10 +394,10 @@ impl<H: Handler> Reactor<H> {
                 log::warn!("refusing {addr}: {held} connections held");
                 self.metrics.refused_total += 1;
                 conn.state = State::Closing;
-                conn.refused = true;
+                conn.flags.insert(Flag::Refused);
                 self.refused_lingering += 1;
                 conn.proto.sender().queue_raw(SERVICE_UNAVAILABLE);
-                conn.final_deadline = true;
+                conn.flags.insert(Flag::FinalDeadline);
                 if let Some(when) = after(now, self.config.close_timeout) {
                     set_deadline(&mut conn, key, &mut self.timers, when);
                 }
@@ -451,8 +451,8 @@ impl<H: Handler> Reactor<H> {
     /// Leave the loop: whatever is still open ends abruptly.
     fn finish(mut self) -> H {
         for (key, conn) in self.conns.iter_mut() {
-            if conn.opened {
-                conn.opened = false;
+            if conn.flags.contains(Flag::Opened) {
+                conn.flags.remove(Flag::Opened);
                 self.handler.on_close(
                     ConnId {
                         key,

@@ -24,6 +24,7 @@
 //! between reads. Every other byte is consumed as soon as it arrives, so a
 //! declared length never reserves memory that has not been received.
 
+use super::buf::LazyBuf;
 use super::close::{parse_close_payload, CloseFrame};
 use super::error::{Error, ErrorKind};
 #[cfg(feature = "deflate")]
@@ -134,9 +135,11 @@ enum FrameState {
     Payload {
         fin: bool,
         mask: Option<[u8; 4]>,
+        /// Payload bytes already taken, modulo 4: the mask phase of the next
+        /// byte. Only the phase matters, and a byte instead of a `u64` count
+        /// keeps this state at 16 bytes.
+        phase: u8,
         remaining: u64,
-        /// Payload bytes already taken: the mask phase of the next byte.
-        offset: u64,
     },
 }
 
@@ -151,9 +154,11 @@ pub struct Receiver {
     message_len: u64,
     fragments: u32,
     utf8: Utf8Validator,
-    /// Assembly buffer; released after each assembled message.
-    buf: Vec<u8>,
-    /// The last event borrowed `buf`: clear it at the next read.
+    /// Assembly buffer: holds memory only while a message is assembled, and
+    /// until the next read after the event that borrowed it (an idle
+    /// connection holds none, and pays one pointer for it).
+    buf: LazyBuf,
+    /// The last event borrowed `buf`: release it at the next read.
     release_buf: bool,
     /// Closed or failed: input is discarded.
     done: bool,
@@ -196,7 +201,7 @@ impl Receiver {
             message_len: 0,
             fragments: 0,
             utf8: Utf8Validator::new(),
-            buf: Vec::new(),
+            buf: LazyBuf::new(),
             release_buf: false,
             done: false,
             #[cfg(feature = "deflate")]
@@ -250,7 +255,7 @@ impl Receiver {
     /// [`CloseState::Closed`](super::CloseState::Closed).
     pub fn read<'a>(&'a mut self, input: &'a mut [u8], tx: &mut Sender) -> Result<Read<'a>, Error> {
         if self.release_buf {
-            self.buf = Vec::new();
+            self.buf.release();
             self.release_buf = false;
         }
         if self.done {
@@ -272,7 +277,7 @@ impl Receiver {
                     }
                     Ready::Assembled(op) => {
                         self.release_buf = true;
-                        Event::Message(message(op, &self.buf))
+                        Event::Message(message(op, self.buf.as_slice()))
                     }
                     Ready::Control { op, start, end } => {
                         let payload = &input[start..end];
@@ -291,7 +296,7 @@ impl Receiver {
             }
             Err(e) => {
                 self.done = true;
-                self.buf = Vec::new();
+                self.buf.release();
                 tx.fail(e.close_code());
                 Err(e)
             }
@@ -352,30 +357,30 @@ impl Receiver {
                     self.frame = FrameState::Payload {
                         fin: h.fin,
                         mask: h.mask,
+                        phase: 0,
                         remaining: h.len,
-                        offset: 0,
                     };
                     pos = start;
                 }
                 FrameState::Payload {
                     fin,
                     mask,
+                    phase,
                     remaining,
-                    offset,
                 } => {
                     let n = remaining.min((input.len() - pos) as u64) as usize;
                     if n == 0 && remaining > 0 {
                         return Ok((pos, None));
                     }
                     let last = fin && remaining == n as u64;
-                    self.assemble(&mut input[pos..pos + n], mask, offset, last, tx)?;
+                    self.assemble(&mut input[pos..pos + n], mask, phase, last, tx)?;
                     pos += n;
                     if remaining > n as u64 {
                         self.frame = FrameState::Payload {
                             fin,
                             mask,
+                            phase: ((usize::from(phase) + n) & 3) as u8,
                             remaining: remaining - n as u64,
-                            offset: offset + n as u64,
                         };
                         continue;
                     }
@@ -396,35 +401,30 @@ impl Receiver {
         }
     }
 
-    /// Payload bytes (still masked) of the message being assembled; `last`:
-    /// the final piece of its final frame.
+    /// Payload bytes (still masked, the first at mask phase `phase`) of the
+    /// message being assembled; `last`: the final piece of its final frame.
+    /// They are unmasked and checked in the input, then copied.
     #[inline]
     fn assemble(
         &mut self,
         piece: &mut [u8],
         mask: Option<[u8; 4]>,
-        offset: u64,
+        phase: u8,
         last: bool,
         tx: &mut Sender,
     ) -> Result<(), Error> {
+        if let Some(key) = mask {
+            apply_mask(piece, key, usize::from(phase));
+        }
         #[cfg(feature = "deflate")]
         if self.compressed {
-            if let Some(key) = mask {
-                apply_mask(piece, key, (offset & 3) as usize);
-            }
             return self.inflate(piece, last, tx);
         }
         let _ = (last, tx);
-        let from = self.buf.len();
-        self.buf.extend_from_slice(piece);
-        if let Some(key) = mask {
-            apply_mask(&mut self.buf[from..], key, (offset & 3) as usize);
-        }
         if self.message == Some(OpCode::Text) {
-            self.utf8
-                .feed(&self.buf[from..])
-                .map_err(|_| invalid_utf8())?;
+            self.utf8.feed(piece).map_err(|_| invalid_utf8())?;
         }
+        self.buf.extend_from_slice(piece);
         Ok(())
     }
 
@@ -442,10 +442,11 @@ impl Receiver {
             ));
         };
         let max = usize::try_from(self.config.max_message_size).unwrap_or(usize::MAX);
-        let from = self.buf.len();
-        let mut result = d.feed(compressed, &mut self.buf, max);
+        let buf = self.buf.vec_mut();
+        let from = buf.len();
+        let mut result = d.feed(compressed, buf, max);
         if last && result.is_ok() {
-            result = d.finish(&mut self.buf, max);
+            result = d.finish(buf, max);
         }
         result.map_err(|e| match e {
             DeflateError::TooBig => Error::new(
@@ -458,9 +459,7 @@ impl Receiver {
             ),
         })?;
         if self.message == Some(OpCode::Text) {
-            self.utf8
-                .feed(&self.buf[from..])
-                .map_err(|_| invalid_utf8())?;
+            self.utf8.feed(&buf[from..]).map_err(|_| invalid_utf8())?;
         }
         Ok(())
     }
@@ -566,7 +565,7 @@ impl Receiver {
                 // §5.5.1: echo "the status code it received".
                 tx.on_peer_close(close.map(|c| c.code));
                 self.done = true;
-                self.buf = Vec::new();
+                self.buf.release();
             }
         }
         Ok(())

@@ -13,6 +13,7 @@
 //!                                  Sender ◄─┘ pong / close echo queued as bytes
 //! ```
 
+mod buf;
 mod close;
 mod connection;
 mod error;
@@ -21,6 +22,8 @@ mod mask;
 mod sender;
 mod utf8;
 
+#[cfg(feature = "net")]
+pub(crate) use buf::LazyBuf;
 pub use close::{is_valid_received_code, is_valid_sent_code, CloseFrame};
 pub use connection::{Config, Connection, Event, Message, Read, Receiver, Role};
 pub use error::{Error, ErrorKind, SendError};
