@@ -26,7 +26,7 @@
 #                            run from the repo root with bash; it must listen on
 #                            127.0.0.1:$AUTOBAHN_PORT. When set, cargo build is
 #                            skipped. Default:
-#                            target/release/wsreactor echo --addr 127.0.0.1:$AUTOBAHN_PORT
+#                            target/release/wsreactor echo --deflate --addr 127.0.0.1:$AUTOBAHN_PORT
 #   AUTOBAHN_START_TIMEOUT   seconds to wait for the server's port (default 10)
 #   AUTOBAHN_SUITE_TIMEOUT   seconds before the suite is aborted (default 1800)
 #
@@ -110,8 +110,8 @@ fi
 # --- shared steps ----------------------------------------------------------------
 
 build_binary() { # sets BIN to the release build (under $CARGO_TARGET_DIR if set)
-    log "cargo build --release"
-    (cd "$ROOT" && cargo build --release)
+    log "cargo build --release --features deflate"
+    (cd "$ROOT" && cargo build --release --features deflate)
     BIN="${CARGO_TARGET_DIR:-target}/release/wsreactor"
     case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
     [ -x "$BIN" ] || die "$BIN was not built"
@@ -230,7 +230,7 @@ server)
         log "WSREACTOR_CMD set; skipping cargo build"
     else
         build_binary
-        SERVER_CMD="$BIN echo --addr $HOST:$PORT"
+        SERVER_CMD="$BIN echo --deflate --addr $HOST:$PORT"
     fi
     KIND=servers; TEMPLATE=fuzzingclient.json; EXPECTED="expected-results"
     BG_NAME=server; BG_LOG="$REPORTS/server.log"; BG_DIR=$ROOT
@@ -263,7 +263,7 @@ client)
         -m fuzzingserver -s "$REPORTS/fuzzingserver.run.json" -u 0)
     DRIVER_NAME="the client"; DRIVER_DIR=$ROOT
     DRIVER_DESC="$BIN autobahn-client"
-    DRIVER_CMD=("$BIN" autobahn-client --url "ws://$HOST:$PORT" --agent wsreactor)
+    DRIVER_CMD=("$BIN" autobahn-client --deflate --url "ws://$HOST:$PORT" --agent wsreactor)
     ;;
 esac
 [ "$ALL" = 1 ] && EXPECTED="$EXPECTED-all"
