@@ -48,6 +48,9 @@ all_targets=(
     handshake_response
     utf8_differential
     mask_differential
+    deflate_roundtrip
+    inflate_bounded
+    negotiate
 )
 if [ $# -gt 0 ]; then
     targets=("$@")
@@ -64,6 +67,8 @@ max_len_of() {
         handshake_request | handshake_response) echo 10240 ;;
         utf8_differential) echo 1024 ;;
         mask_differential) echo 256 ;;
+        deflate_roundtrip | inflate_bounded) echo 4096 ;;
+        negotiate) echo 1024 ;;
         *)
             echo "unknown target $1" >&2
             exit 2
@@ -104,6 +109,7 @@ for t in "${targets[@]}"; do
     )
     case $t in
         handshake_*) args+=("-dict=fuzz/ws.dict") ;;
+        negotiate) args+=("-dict=fuzz/deflate.dict") ;;
     esac
     before=$(find "fuzz/artifacts/$t" -type f | sort)
     echo "== $t: ${secs}s"

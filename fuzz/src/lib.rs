@@ -9,7 +9,8 @@
 //! - Oracles written independently of the crate (and deliberately naive):
 //!   base64, token lists, close-code table.
 //! - [`drive_connection`]: the body of `connection_server` and
-//!   `connection_client`.
+//!   `connection_client`; [`Cursor`], the reader of their byte code and of
+//!   the deflate targets'.
 
 use wsreactor::proto::{
     self, apply_mask_reference, encode_header, CloseState, Config, Connection, DirectHeader, Event,
@@ -423,41 +424,44 @@ fn is_utf8_prefix(b: &[u8]) -> bool {
 // connection_server / connection_client
 // ---------------------------------------------------------------------------
 
-/// Reads the connection targets' input: a plain byte code, so seeds can be
-/// written by hand (see the README for the layout).
-struct Cursor<'a>(&'a [u8]);
+/// Reads the byte-code inputs of the connection and deflate targets, so
+/// seeds can be written by hand (see the README for the layouts).
+pub struct Cursor<'a>(pub &'a [u8]);
 
 impl<'a> Cursor<'a> {
-    fn u8(&mut self) -> Option<u8> {
+    /// One byte.
+    pub fn u8(&mut self) -> Option<u8> {
         let (&b, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(b)
     }
 
-    fn u16(&mut self) -> Option<u16> {
+    /// A big-endian `u16`.
+    pub fn u16(&mut self) -> Option<u16> {
         Some(u16::from_be_bytes([self.u8()?, self.u8()?]))
     }
 
     /// Up to `n` bytes (fewer at the end of the input).
-    fn bytes(&mut self, n: usize) -> &'a [u8] {
+    pub fn bytes(&mut self, n: usize) -> &'a [u8] {
         let (b, rest) = self.0.split_at(n.min(self.0.len()));
         self.0 = rest;
         b
     }
 
     /// A byte length, then that many bytes.
-    fn short(&mut self) -> Option<&'a [u8]> {
+    pub fn short(&mut self) -> Option<&'a [u8]> {
         let n = self.u8()?;
         Some(self.bytes(usize::from(n)))
     }
 
     /// A two-byte length, then that many bytes.
-    fn long(&mut self) -> Option<&'a [u8]> {
+    pub fn long(&mut self) -> Option<&'a [u8]> {
         let n = self.u16()?;
         Some(self.bytes(usize::from(n)))
     }
 
-    fn text(&mut self) -> Option<String> {
+    /// [`Cursor::short`] made UTF-8 lossily.
+    pub fn text(&mut self) -> Option<String> {
         Some(String::from_utf8_lossy(self.short()?).into_owned())
     }
 }
