@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 mod autobahn_client;
+#[cfg(feature = "loadgen")]
+mod bench;
 mod client;
 mod deflate;
 mod echo;
@@ -21,6 +23,7 @@ COMMANDS:
     client    Interactive client: stdin lines -> messages, messages -> stdout
     autobahn-client
               Run the Autobahn|Testsuite client cases (autobahn/run.sh client)
+    bench     Closed-loop echo load generator (built with --features loadgen)
     help      Print this help (also: wsreactor <COMMAND> --help)
 
 Logging goes to stderr through env_logger; set RUST_LOG (e.g. RUST_LOG=debug).
@@ -39,6 +42,10 @@ fn main() -> ExitCode {
         Some("echo" | "serve") => echo::run(rest),
         Some("client") => client::run(rest),
         Some("autobahn-client") => autobahn_client::run(rest),
+        #[cfg(feature = "loadgen")]
+        Some("bench") => bench::run(rest),
+        #[cfg(not(feature = "loadgen"))]
+        Some("bench") => Err("bench is built only with the loadgen feature: cargo build --release --features loadgen".into()),
         Some(other) => Err(format!("unknown command '{other}' (see --help)")),
     };
     match result {
