@@ -315,7 +315,8 @@ impl Sender {
     }
 
     /// The header for a data frame whose payload the caller transmits itself
-    /// (the zero-copy path: header and payload leave in one vectored write),
+    /// (the direct path: header and payload leave in one write, nothing is
+    /// queued),
     /// with the masking key a client must apply to the payload it sends
     /// (`None` for a server). Returns `None` for a message that
     /// permessage-deflate will compress; use [`Sender::send`] there.
