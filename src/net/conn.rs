@@ -59,6 +59,9 @@ pub(crate) enum Flag {
     ShutWrite = 1 << 5,
     /// Refused at `max_connections`: only lingers to deliver the 503.
     Refused = 1 << 6,
+    /// Our heartbeat ping awaits its pong; `Conn::heartbeat` is when it was
+    /// sent.
+    PingOutstanding = 1 << 7,
 }
 
 /// A set of [`Flag`]s in one byte: every connection stores them, and as
@@ -100,14 +103,17 @@ pub(crate) struct Conn {
     pub(crate) partial: LazyBuf,
     /// Client only, until the handshake completes.
     pub(crate) client: Option<Box<ClientSetup>>,
-    /// The one deadline in force (see `timer`).
+    /// When the connection's one live heap entry fires (see `timer`): the
+    /// handshake or close deadline exactly; while open, no later than the
+    /// next heartbeat or idle check (`drive::expire` re-arms on an early call).
     pub(crate) deadline: Option<Tick>,
     /// When input last arrived (loop time), for the idle timeout.
     pub(crate) last_read: Tick,
-    /// When our outstanding heartbeat ping was sent, until its pong arrives.
-    pub(crate) ping_sent: Option<Tick>,
-    /// When the next heartbeat ping is due.
-    pub(crate) next_ping: Tick,
+    /// When the next heartbeat ping is due or, with
+    /// [`Flag::PingOutstanding`], when the outstanding one was sent (the next
+    /// is due one interval after that). One field for both: the next ping
+    /// waits for the pong anyway.
+    pub(crate) heartbeat: Tick,
 }
 
 impl Conn {
@@ -129,8 +135,7 @@ impl Conn {
             client: None,
             deadline: None,
             last_read: now,
-            ping_sent: None,
-            next_ping: now,
+            heartbeat: now,
         }
     }
 }
@@ -145,10 +150,10 @@ mod tests {
     fn connection_state_stays_small() {
         let size = std::mem::size_of::<super::Conn>();
         #[cfg(not(feature = "deflate"))]
-        let bound = 184;
+        let bound = 176;
         // The sender's pointer to the permessage-deflate contexts.
         #[cfg(feature = "deflate")]
-        let bound = 192;
+        let bound = 184;
         assert!(size <= bound, "Conn grew to {size} bytes (bound {bound})");
     }
 }

@@ -7,7 +7,7 @@ use std::net::Shutdown;
 use super::conn::{Conn, Flag, State};
 use super::ctx::{flush, ConnId, Ctx, Link};
 use super::metrics::Metrics;
-use super::timer::{Target, Tick, Timers};
+use super::timer::{Tick, Timers};
 use crate::ext::DeflateParams;
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
@@ -52,9 +52,28 @@ pub(crate) fn after(now: Tick, d: std::time::Duration) -> Option<Tick> {
     (!d.is_zero()).then(|| now + d)
 }
 
+/// Make `when` the connection's deadline, exactly (handshake, close): an
+/// entry queued for another time becomes stale. Called once when the
+/// connection is created and once when it starts closing (heartbeats go
+/// through `arm`), so stale entries cannot pile up.
 pub(crate) fn set_deadline(conn: &mut Conn, key: usize, timers: &mut Timers, when: Tick) {
-    conn.deadline = Some(when);
-    timers.push(when, Target::Conn(key, conn.generation));
+    if conn.deadline != Some(when) {
+        conn.deadline = Some(when);
+        timers.push_conn(when, key, conn.generation);
+    }
+}
+
+/// Have `expire` called at `when` or earlier, for a heartbeat or idle check
+/// (`expire` re-derives what is due and re-arms). An entry already queued
+/// no later than `when` serves, so a deadline moving later pushes nothing;
+/// only an earlier one pushes and leaves the old entry stale (at the open,
+/// if the handshake timeout is longer than the first heartbeat or idle
+/// check; see `schedule_heartbeat` for why not later).
+fn arm(conn: &mut Conn, key: usize, timers: &mut Timers, when: Tick) {
+    match conn.deadline {
+        Some(queued) if queued <= when => {}
+        _ => set_deadline(conn, key, timers, when),
+    }
 }
 
 /// How a connection became ready.
@@ -94,11 +113,15 @@ pub(crate) fn drive<H: Handler>(
     settle(conn, key, sh)
 }
 
-/// The connection's deadline passed; `false` means drop it.
+/// The connection's live heap entry fired; `false` means drop it.
 ///
-/// An open connection's deadline serves the heartbeat and the idle timeout;
-/// any other deadline (handshake, close) ends the connection.
+/// An open connection's deadline serves the heartbeat and the idle timeout,
+/// and may come early (see `arm`): what is due is checked against the
+/// clock. Any other deadline (handshake, close) is exact and ends the
+/// connection.
 pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
+    // The entry that called us has left the heap.
+    conn.deadline = None;
     if conn.state != State::Open || conn.flags.contains(Flag::FinalDeadline) {
         log::debug!(
             "connection {key}: deadline passed in state {:?}",
@@ -112,13 +135,12 @@ pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_
     };
     let cfg = sh.config;
     let now = sh.now;
-    if let Some(sent) = conn.ping_sent {
-        if after(sent, cfg.pong_timeout).is_some_and(|due| now >= due) {
-            // The peer is gone or stuck: fail the connection.
-            conn.proto.sender().fail(1001);
-            closed(conn, id, sh, 1001, "pong timeout");
-            return settle(conn, key, sh);
-        }
+    let outstanding = conn.flags.contains(Flag::PingOutstanding);
+    if outstanding && after(conn.heartbeat, cfg.pong_timeout).is_some_and(|due| now >= due) {
+        // The peer is gone or stuck: fail the connection.
+        conn.proto.sender().fail(1001);
+        closed(conn, id, sh, 1001, "pong timeout");
+        return settle(conn, key, sh);
     }
     if let Some(idle) = cfg.idle_timeout {
         if now >= conn.last_read + idle {
@@ -127,32 +149,74 @@ pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_
             return settle(conn, key, sh);
         }
     }
-    if let Some(interval) = cfg.ping_interval {
-        if conn.ping_sent.is_none() && now >= conn.next_ping {
-            if conn.proto.sender().ping(b"").is_ok() {
-                conn.ping_sent = Some(now);
-            }
-            conn.next_ping = now + interval;
-        }
-    }
+    ping_if_due(conn, cfg, now);
     schedule_heartbeat(conn, key, sh);
     settle(conn, key, sh)
 }
 
-/// Set an open connection's deadline to the next heartbeat or idle check.
+/// Send the heartbeat ping if it is due and none is outstanding.
+fn ping_if_due(conn: &mut Conn, cfg: &ServerConfig, now: Tick) {
+    let Some(interval) = cfg.ping_interval else {
+        return;
+    };
+    if conn.flags.contains(Flag::PingOutstanding) || now < conn.heartbeat {
+        return;
+    }
+    if conn.proto.sender().ping(b"").is_ok() {
+        // The next one is due at `heartbeat + interval`, once the pong is in.
+        conn.flags.insert(Flag::PingOutstanding);
+        conn.heartbeat = now;
+    } else {
+        conn.heartbeat = now + interval;
+    }
+}
+
+/// A pong arrived: the next ping is due one interval after the last one
+/// was sent, or at once if that time has passed.
+fn pong_arrived<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
+    if conn.flags.contains(Flag::PingOutstanding) {
+        conn.flags.remove(Flag::PingOutstanding);
+        if let Some(interval) = sh.config.ping_interval {
+            conn.heartbeat = conn.heartbeat + interval;
+        }
+    }
+    if conn.state == State::Open && !conn.flags.contains(Flag::FinalDeadline) {
+        // A ping due now is sent here, not by a deadline at `now`: that
+        // would need a second heap entry (see `schedule_heartbeat`).
+        ping_if_due(conn, sh.config, sh.now);
+        schedule_heartbeat(conn, key, sh);
+    }
+}
+
+/// Arm an open connection for its next heartbeat or idle check.
+///
+/// The queued entry is never later than anything an event can make due
+/// before it fires, so `arm` never needs to push a second one: input only
+/// moves the idle check later, and a pong makes the next ping due one
+/// interval after the last (or at once, sent by `pong_arrived`). So while a
+/// ping is outstanding the connection also wakes at that time, or one
+/// interval from now once it has passed.
 fn schedule_heartbeat<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
     let cfg = sh.config;
+    let now = sh.now;
+    let outstanding = conn.flags.contains(Flag::PingOutstanding);
+    let ping = cfg.ping_interval.map(|interval| {
+        if !outstanding {
+            conn.heartbeat
+        } else if conn.heartbeat + interval > now {
+            conn.heartbeat + interval
+        } else {
+            now + interval
+        }
+    });
     let candidates = [
-        conn.ping_sent
-            .and_then(|sent| after(sent, cfg.pong_timeout)),
-        cfg.ping_interval
-            .filter(|_| conn.ping_sent.is_none())
-            .map(|_| conn.next_ping),
+        after(conn.heartbeat, cfg.pong_timeout).filter(|_| outstanding),
+        ping,
         cfg.idle_timeout.map(|idle| conn.last_read + idle),
     ];
     match candidates.into_iter().flatten().min() {
-        Some(when) if conn.deadline != Some(when) => set_deadline(conn, key, sh.timers, when),
-        Some(_) => {}
+        Some(when) => arm(conn, key, sh.timers, when),
+        // Nothing to wait for: a queued entry is left stale.
         None => conn.deadline = None,
     }
 }
@@ -444,13 +508,14 @@ fn open<H: Handler>(
     len: usize,
 ) {
     conn.state = State::Open;
-    conn.deadline = None;
     conn.flags.insert(Flag::Opened);
     sh.metrics.connections_open += 1;
     sh.metrics.connections_total += 1;
     if let Some(interval) = sh.config.ping_interval {
-        conn.next_ping = sh.now + interval;
+        conn.heartbeat = sh.now + interval;
     }
+    // The handshake deadline's entry, if still queued and not later than
+    // the first heartbeat, serves as its wake-up (`arm`): no second entry.
     schedule_heartbeat(conn, id.key, sh);
     flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
     {
@@ -525,7 +590,6 @@ fn frames<H: Handler>(
                         }
                         Event::Ping(_) => {}
                         Event::Pong(payload) => {
-                            conn.ping_sent = None;
                             pong = true;
                             sh.handler.on_pong(&mut ctx, payload);
                         }
@@ -549,9 +613,8 @@ fn frames<H: Handler>(
             }
         }
     }
-    if pong && conn.state == State::Open && !conn.flags.contains(Flag::FinalDeadline) {
-        // The pong deadline is gone: the next ping sets the deadline now.
-        schedule_heartbeat(conn, id.key, sh);
+    if pong {
+        pong_arrived(conn, id.key, sh);
     }
     if let Some((code, reason)) = ended {
         closed(conn, id, sh, code, &reason);
@@ -597,4 +660,197 @@ pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> 
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::proto::Connection;
+    use crate::Message;
+
+    struct Quiet;
+    impl Handler for Quiet {
+        fn on_message(&mut self, _ctx: &mut Ctx<'_>, _msg: Message<'_>) {}
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// An open server connection over loopback (the peer end is returned to
+    /// keep it alive).
+    fn open_conn(now: Tick) -> (Conn, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (ours, _) = listener.accept().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let stream = mio::net::TcpStream::from_std(ours);
+        let proto = Connection::server(crate::proto::Config::default());
+        let mut conn = Conn::new(stream, 1, proto, State::Open, now);
+        conn.flags.insert(Flag::Opened);
+        (conn, peer)
+    }
+
+    /// The loop's state for one connection, with a clock set by hand.
+    struct Bench {
+        config: ServerConfig,
+        timers: Timers,
+        metrics: Metrics,
+        handler: Quiet,
+        rbuf: Vec<u8>,
+        /// Entries that fired (`expire` called) and that were stale.
+        fired: usize,
+        stale: usize,
+    }
+
+    impl Bench {
+        fn new(config: ServerConfig) -> Self {
+            Self {
+                config,
+                timers: Timers::default(),
+                // The one connection, open.
+                metrics: Metrics {
+                    connections_open: 1,
+                    ..Metrics::default()
+                },
+                handler: Quiet,
+                rbuf: vec![0; 1024],
+                fired: 0,
+                stale: 0,
+            }
+        }
+
+        fn with<R>(&mut self, now: Tick, f: impl FnOnce(&mut Shared<'_, Quiet>) -> R) -> R {
+            let mut requests = Vec::new();
+            let mut scratch = Vec::new();
+            let mut sh = Shared {
+                rbuf: &mut self.rbuf,
+                handler: &mut self.handler,
+                config: &self.config,
+                timers: &mut self.timers,
+                metrics: &mut self.metrics,
+                metrics_requests: &mut requests,
+                scratch: &mut scratch,
+                now,
+            };
+            f(&mut sh)
+        }
+
+        /// What the reactor's loop does at `now`: fire the live entries due,
+        /// drop the stale ones. Returns whether the connection is kept.
+        fn run_timers(&mut self, conn: &mut Conn, now: Tick) -> bool {
+            while let Some((when, target)) = self.timers.pop_due(now) {
+                assert_eq!(
+                    target,
+                    super::super::timer::Target::Conn(0, conn.generation)
+                );
+                if conn.deadline != Some(when) {
+                    self.stale += 1;
+                    continue;
+                }
+                assert!(when <= now, "fired early");
+                self.fired += 1;
+                if !self.with(now, |sh| expire(conn, 0, sh)) {
+                    return false;
+                }
+            }
+            true
+        }
+
+        fn pong(&mut self, conn: &mut Conn, now: Tick) {
+            self.with(now, |sh| pong_arrived(conn, 0, sh));
+        }
+    }
+
+    #[test]
+    fn moving_later_pushes_nothing_and_earlier_pushes_once() {
+        let t0 = Tick::now();
+        let (mut conn, _peer) = open_conn(t0);
+        let mut timers = Timers::default();
+        arm(&mut conn, 0, &mut timers, t0 + ms(10));
+        arm(&mut conn, 0, &mut timers, t0 + ms(20));
+        assert_eq!(
+            (timers.conn_entries(), conn.deadline),
+            (1, Some(t0 + ms(10)))
+        );
+        arm(&mut conn, 0, &mut timers, t0 + ms(5));
+        assert_eq!(
+            (timers.conn_entries(), conn.deadline),
+            (2, Some(t0 + ms(5)))
+        );
+        // Exact deadlines push unless already queued for that time.
+        set_deadline(&mut conn, 0, &mut timers, t0 + ms(5));
+        assert_eq!(timers.conn_entries(), 2);
+        set_deadline(&mut conn, 0, &mut timers, t0 + ms(30));
+        assert_eq!(
+            (timers.conn_entries(), conn.deadline),
+            (3, Some(t0 + ms(30)))
+        );
+    }
+
+    /// Ping every 100 ms, pong timeout 1 s, with pongs on time, late and
+    /// missing: one live entry throughout, no ping a tick early, and the
+    /// connection failed exactly at the pong timeout. (`t + ms(n)` is
+    /// exact arithmetic on ticks, so "one tick before `t + ms(100)`" is
+    /// `t + ms(99)`.)
+    #[test]
+    fn heartbeat_cycles_keep_one_entry_and_never_fire_early() {
+        let t0 = Tick::now();
+        let mut b = Bench::new(ServerConfig {
+            ping_interval: Some(ms(100)),
+            pong_timeout: ms(1000),
+            ..ServerConfig::default()
+        });
+        let (mut conn, _peer) = open_conn(t0);
+        // As `open` leaves it with a 5 s handshake timeout: that entry still
+        // queued, and the first ping (earlier) pushed.
+        let handshake = t0 + ms(5000);
+        set_deadline(&mut conn, 0, &mut b.timers, handshake);
+        conn.heartbeat = t0 + ms(100);
+        b.with(t0, |sh| schedule_heartbeat(&mut conn, 0, sh));
+        assert_eq!(b.timers.conn_entries(), 2);
+
+        assert!(b.run_timers(&mut conn, t0 + ms(99)));
+        assert!(!conn.flags.contains(Flag::PingOutstanding), "a ping early");
+        assert!(b.run_timers(&mut conn, t0 + ms(100)));
+        assert!(conn.flags.contains(Flag::PingOutstanding));
+        let mut sent = conn.heartbeat;
+        for cycle in 0..60 {
+            // Pongs on time (after 10 ms) and late (150 ms: past the next
+            // ping's time, which then goes out with the pong), alternately.
+            let late = cycle % 2 == 1;
+            let now = sent + ms(if late { 150 } else { 10 });
+            assert!(b.run_timers(&mut conn, now));
+            b.pong(&mut conn, now);
+            if late {
+                assert!(
+                    conn.flags.contains(Flag::PingOutstanding),
+                    "no ping with the pong"
+                );
+                assert_eq!(conn.heartbeat, now);
+            } else {
+                assert!(b.run_timers(&mut conn, sent + ms(99)));
+                assert!(!conn.flags.contains(Flag::PingOutstanding), "a ping early");
+                assert!(b.run_timers(&mut conn, sent + ms(100)));
+                assert!(conn.flags.contains(Flag::PingOutstanding));
+                assert_eq!(conn.heartbeat, sent + ms(100));
+            }
+            sent = conn.heartbeat;
+            // The live entry, plus the stale handshake entry until it pops.
+            let stale = usize::from(sent < handshake);
+            let entries = b.timers.conn_entries();
+            assert!(entries <= 1 + stale, "cycle {cycle}: {entries} entries");
+        }
+        assert!(sent > handshake, "the stale entry was seen to go");
+        assert_eq!(b.stale, 1);
+        // No pong: failed at `sent + 1 s`, not a tick before.
+        assert!(b.run_timers(&mut conn, sent + ms(999)));
+        assert_eq!(conn.state, State::Open);
+        assert!(b.run_timers(&mut conn, sent + ms(1000)));
+        assert_eq!(conn.state, State::Closing);
+        assert_eq!(conn.proto.sender().sent_close_code(), Some(1001));
+        assert!(b.fired > 60, "{} entries fired", b.fired);
+    }
 }

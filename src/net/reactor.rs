@@ -30,8 +30,17 @@ use crate::server::{Handler, ServerConfig};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
-/// Slab keys at or above this are never handed out (they are the tokens above).
-const MAX_KEY: usize = usize::MAX - 16;
+/// Slab keys at or above this are never handed out: the tokens above are
+/// taken, and timer entries store keys in 32 bits.
+const MAX_KEY: usize = {
+    let timer_keys = u32::MAX as usize;
+    let tokens = usize::MAX - 16;
+    if timer_keys < tokens {
+        timer_keys
+    } else {
+        tokens
+    }
+};
 
 /// A handle to a running reactor, usable from any thread.
 #[derive(Debug, Clone)]
@@ -126,11 +135,13 @@ impl<H: Handler> Reactor<H> {
             flags: Arc::default(),
             waker,
         };
-        // Address space for the configured connections, reserved up front
-        // (up to 64 Ki slots): pages are touched only as slots are used, so
-        // memory grows with the connections actually held and the table is
-        // never copied while growing to that size.
-        let conns = Slab::with_capacity(config.max_connections.min(1 << 16));
+        // Address space for the configured connections (slots and timer
+        // entries), reserved up front (up to 64 Ki): pages are touched only
+        // as they are used, so memory grows with the connections actually
+        // held, and nothing is copied while growing to that size (a copy's
+        // old pages would stay resident).
+        let reserved = config.max_connections.min(1 << 16);
+        let conns = Slab::with_capacity(reserved);
         Ok(Self {
             poll,
             listener: None,
@@ -138,7 +149,7 @@ impl<H: Handler> Reactor<H> {
             handler,
             config,
             conns,
-            timers: Timers::default(),
+            timers: Timers::with_capacity(reserved),
             next_generation: 0,
             metrics: Metrics::default(),
             shutdown_deadline: None,
@@ -259,6 +270,8 @@ impl<H: Handler> Reactor<H> {
             while let Some((when, target)) = self.timers.pop_due(now) {
                 match target {
                     Target::Conn(key, generation) => {
+                        // Only the connection's live entry counts; any
+                        // other is stale (see `timer`).
                         let due = matches!(self.conns.get(key), Some(c) if c.generation == generation && c.deadline == Some(when));
                         if due {
                             self.with_conn(
@@ -685,7 +698,7 @@ impl Control<'_> {
 
     /// Call [`Handler::on_timer`] with `token` after `delay`.
     pub fn set_timer(&mut self, delay: Duration, token: u64) {
-        self.timers.push(self.now + delay, Target::App(token));
+        self.timers.push_app(self.now + delay, token);
     }
 
     /// Stop the loop after this callback.
@@ -719,5 +732,255 @@ impl Control<'_> {
         // Settled (and dropped if broken) after the callback.
         self.touched.push(id);
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdStream;
+    use std::time::Instant;
+
+    use super::*;
+    use crate::net::ctx::Ctx;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Connects `clients` connections to its own listener and samples the
+    /// timer heap every few milliseconds until `run_for` is over.
+    struct Probe {
+        clients: usize,
+        started: Instant,
+        /// Sampling starts here (after stale handshake entries are gone).
+        sample_from: Duration,
+        run_for: Duration,
+        /// Largest `connection entries - connections` seen.
+        excess: usize,
+        samples: usize,
+        opened: usize,
+        pongs: usize,
+        closes: Vec<(u16, String)>,
+    }
+
+    impl Handler for Probe {
+        fn on_open(&mut self, _ctx: &mut Ctx<'_>) {
+            self.opened += 1;
+        }
+        fn on_message(&mut self, _ctx: &mut Ctx<'_>, _msg: Message<'_>) {}
+        fn on_pong(&mut self, _ctx: &mut Ctx<'_>, _payload: &[u8]) {
+            self.pongs += 1;
+        }
+        fn on_close(&mut self, _id: ConnId, code: u16, reason: &str) {
+            // Stopping the reactor closes everyone; only earlier closes count.
+            if reason != "reactor stopped" {
+                self.closes.push((code, reason.to_string()));
+            }
+        }
+        fn on_timer(&mut self, ctl: &mut Control<'_>, _token: u64) {
+            let elapsed = self.started.elapsed();
+            if elapsed >= self.sample_from {
+                let entries = ctl.timers.conn_entries();
+                self.excess = self.excess.max(entries.saturating_sub(ctl.connections()));
+                self.samples += 1;
+            }
+            if elapsed >= self.run_for {
+                ctl.stop();
+            } else {
+                ctl.set_timer(ms(2), 0);
+            }
+        }
+    }
+
+    /// Heartbeats on `clients` connections to ourselves (each side pings),
+    /// for `run_for`; returns the probe.
+    fn heartbeat_run(config: ServerConfig, clients: usize, sample_from: Duration) -> Probe {
+        let run_for = sample_from + ms(1000);
+        let probe = Probe {
+            clients,
+            started: Instant::now(),
+            sample_from,
+            run_for,
+            excess: 0,
+            samples: 0,
+            opened: 0,
+            pongs: 0,
+            closes: Vec::new(),
+        };
+        let mut reactor = Reactor::new(config, probe).unwrap();
+        let addr = reactor.listen("127.0.0.1:0").unwrap();
+        for _ in 0..clients {
+            reactor.connect(&format!("ws://{addr}/")).unwrap();
+        }
+        reactor.control(Tick::now()).set_timer(ms(2), 0);
+        reactor.run().unwrap()
+    }
+
+    fn assert_one_entry_each(p: &Probe, ping: Duration) {
+        assert_eq!(
+            p.opened,
+            2 * p.clients,
+            "every connection opened, both ends"
+        );
+        assert!(p.closes.is_empty(), "closed: {:?}", p.closes);
+        assert!(p.samples > 100, "only {} samples", p.samples);
+        // Both ends ping every `ping`; allow for a slow machine.
+        let cycles = (p.run_for - p.sample_from).as_millis() / ping.as_millis();
+        let expected = 2 * p.clients * usize::try_from(cycles / 3).unwrap();
+        assert!(
+            p.pongs >= expected,
+            "{} pongs, expected {expected}",
+            p.pongs
+        );
+        // One entry per connection; a margin for a connection caught between
+        // two states (one failing adds its close deadline).
+        assert!(
+            p.excess <= 2,
+            "{} timer entries beyond one per connection",
+            p.excess
+        );
+    }
+
+    /// Defaults' shape (pong timeout shorter than the interval, handshake
+    /// timeout shorter than the first heartbeat): the handshake entry
+    /// becomes the first heartbeat wake-up, and each ping/pong cycle
+    /// re-arms the one entry.
+    #[test]
+    fn heartbeats_keep_one_timer_entry_per_connection() {
+        let ping = ms(150);
+        let config = ServerConfig {
+            handshake_timeout: ms(100),
+            ping_interval: Some(ping),
+            pong_timeout: ms(100),
+            ..ServerConfig::default()
+        };
+        let p = heartbeat_run(config, 16, Duration::ZERO);
+        assert_one_entry_each(&p, ping);
+    }
+
+    /// Pong timeout longer than the interval, idle timeout on: a pong makes
+    /// the next ping due before the pong deadline, which must not push a
+    /// second entry per cycle.
+    #[test]
+    fn heartbeats_with_a_long_pong_timeout_keep_one_entry() {
+        let ping = ms(30);
+        let config = ServerConfig {
+            handshake_timeout: ms(100),
+            ping_interval: Some(ping),
+            pong_timeout: ms(300),
+            idle_timeout: Some(ms(500)),
+            ..ServerConfig::default()
+        };
+        // From 150 ms on: the handshake entries (100 ms, later than the
+        // first heartbeat) are gone by then.
+        let p = heartbeat_run(config, 16, ms(150));
+        assert_one_entry_each(&p, ping);
+    }
+
+    // A raw client, to see exactly when the server's frames arrive.
+
+    const UPGRADE: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Version: 13\r\n\r\n";
+    const PONG: &[u8] = &[0x8A, 0x80, 0, 0, 0, 0];
+
+    fn serve(config: ServerConfig) -> (SocketAddr, Remote, std::thread::JoinHandle<()>) {
+        struct Quiet;
+        impl Handler for Quiet {
+            fn on_message(&mut self, _ctx: &mut Ctx<'_>, _msg: Message<'_>) {}
+        }
+        let server = Server::bind("127.0.0.1:0", config, Quiet).unwrap();
+        let addr = server.local_addr();
+        let remote = server.stopper();
+        let thread = std::thread::spawn(move || {
+            server.run().unwrap();
+        });
+        (addr, remote, thread)
+    }
+
+    /// Opens a connection: returns it and when the request was sent.
+    fn upgrade(addr: SocketAddr) -> (StdStream, Instant) {
+        let mut s = StdStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(ms(5000))).unwrap();
+        let sent = Instant::now();
+        s.write_all(UPGRADE).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        assert!(
+            head.starts_with(b"HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
+        (s, sent)
+    }
+
+    /// The next frame's first byte and payload (server frames are unmasked
+    /// and, here, short).
+    fn frame(s: &mut StdStream) -> (u8, Vec<u8>) {
+        let mut head = [0u8; 2];
+        s.read_exact(&mut head).unwrap();
+        assert!(head[1] < 126, "unexpected long frame");
+        let mut payload = vec![0u8; usize::from(head[1])];
+        s.read_exact(&mut payload).unwrap();
+        (head[0], payload)
+    }
+
+    /// The handshake deadline's entry, still queued after the open, only
+    /// wakes the connection early: it neither drops the connection nor
+    /// brings the first ping forward.
+    #[test]
+    fn the_first_ping_waits_a_full_interval_past_the_handshake_deadline() {
+        let (addr, remote, thread) = serve(ServerConfig {
+            handshake_timeout: ms(50),
+            ping_interval: Some(ms(250)),
+            pong_timeout: ms(2000),
+            ..ServerConfig::default()
+        });
+        let (mut s, sent) = upgrade(addr);
+        assert_eq!(frame(&mut s).0, 0x89, "a ping");
+        assert!(sent.elapsed() >= ms(250), "ping after {:?}", sent.elapsed());
+        remote.stop();
+        thread.join().unwrap();
+    }
+
+    /// A pong later than the interval: the next ping is due at once and goes
+    /// out with the pong's arrival; a missing pong still fails with 1001,
+    /// never before the pong timeout.
+    #[test]
+    fn a_late_pong_brings_the_next_ping_at_once() {
+        let (addr, remote, thread) = serve(ServerConfig {
+            ping_interval: Some(ms(100)),
+            pong_timeout: ms(400),
+            ..ServerConfig::default()
+        });
+        let (mut s, _) = upgrade(addr);
+        assert_eq!(frame(&mut s).0, 0x89);
+        std::thread::sleep(ms(200));
+        let answered = Instant::now();
+        s.write_all(PONG).unwrap();
+        assert_eq!(frame(&mut s).0, 0x89);
+        let second = Instant::now();
+        assert!(
+            second - answered < ms(80),
+            "second ping {:?} after the pong",
+            second - answered
+        );
+        // Unanswered: the server fails the connection 400 ms after it sent
+        // that ping (after our pong was written).
+        let (op, payload) = frame(&mut s);
+        assert_eq!(op, 0x88, "a close");
+        assert_eq!(payload[..2], 1001u16.to_be_bytes());
+        assert!(
+            answered.elapsed() >= ms(400),
+            "failed after {:?}",
+            answered.elapsed()
+        );
+        remote.stop();
+        thread.join().unwrap();
     }
 }
