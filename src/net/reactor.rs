@@ -42,6 +42,10 @@ const MAX_KEY: usize = {
     }
 };
 
+/// A poll timeout computed shorter than this is recomputed from a fresh
+/// clock reading (see `Reactor::run`).
+const FRESH_CLOCK_BELOW: Duration = Duration::from_millis(50);
+
 /// A handle to a running reactor, usable from any thread.
 #[derive(Debug, Clone)]
 pub struct Remote {
@@ -215,30 +219,36 @@ impl<H: Handler> Reactor<H> {
         let mut rbuf = vec![0u8; size].into_boxed_slice();
         let mut events = Events::with_capacity(1024);
         let mut metrics_requests = Vec::new();
+        // The clock is read once per round, after the poll (a read costs
+        // about as much as decoding a frame). Before sleeping, that reading
+        // is up to one round's work old, which can only make the sleep
+        // longer, never wake a deadline early; a sleep computed as short is
+        // recomputed from a fresh reading, so timers stay accurate.
+        let mut now = Tick::now();
         loop {
             // Checked before sleeping, so a stop or shutdown asked for by a
             // callback of the last round takes effect without waiting for an
             // event.
             if self.remote.flags.shutdown.load(Ordering::SeqCst) && self.shutdown_deadline.is_none()
             {
-                self.begin_shutdown(Tick::now(), &mut rbuf, &mut metrics_requests);
+                now = Tick::now();
+                self.begin_shutdown(now, &mut rbuf, &mut metrics_requests);
             }
-            if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(Tick::now()) {
+            if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(now) {
                 return Ok(self.finish());
             }
-            let now = Tick::now();
-            let timeout = match (self.timers.timeout(now), self.shutdown_deadline) {
-                (t, None) => t,
-                (None, Some(d)) => Some(d.since(now)),
-                (Some(t), Some(d)) => Some(t.min(d.since(now))),
-            };
+            let mut timeout = self.poll_timeout(now);
+            if timeout.is_some_and(|t| t < FRESH_CLOCK_BELOW) {
+                now = Tick::now();
+                timeout = self.poll_timeout(now);
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
-            let now = Tick::now();
+            now = Tick::now();
             self.metrics.loop_iterations += 1;
             let mut woken = false;
             for event in events.iter() {
@@ -295,6 +305,16 @@ impl<H: Handler> Reactor<H> {
             for id in std::mem::take(&mut metrics_requests) {
                 self.answer_metrics(id, now, &mut rbuf);
             }
+        }
+    }
+
+    /// How long the poll may sleep: until the next timer or the shutdown
+    /// deadline.
+    fn poll_timeout(&self, now: Tick) -> Option<Duration> {
+        match (self.timers.timeout(now), self.shutdown_deadline) {
+            (t, None) => t,
+            (None, Some(d)) => Some(d.since(now)),
+            (Some(t), Some(d)) => Some(t.min(d.since(now))),
         }
     }
 
