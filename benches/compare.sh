@@ -17,7 +17,8 @@
 # Writes benches/results/<date>.md (medians, min-max spread, ratios to raw TCP
 # and to each peer, CPU of server and generator), <date>.svg (the chart) and
 # <date>.jsonl (every run's raw JSON). --quick: one repetition and shorter
-# runs, under 5 minutes. The full run takes about 15 minutes.
+# runs, under 5 minutes. The full run (6 repetitions of 1 s + 4 s) takes
+# about 15 minutes.
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
 # Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
@@ -42,7 +43,10 @@ if ((QUICK)); then
   REPS=${BENCH_REPS:-1}; DURATION=${BENCH_DURATION:-3}; WARMUP=${BENCH_WARMUP:-1}
   LAT_DURATION=3
 else
-  REPS=${BENCH_REPS:-3}; DURATION=${BENCH_DURATION:-8}; WARMUP=${BENCH_WARMUP:-2}
+  # Many short runs rather than a few long ones: this machine's speed
+  # shifts by up to 25% for seconds at a time, and the paired ratios below
+  # need each repetition's runs close together.
+  REPS=${BENCH_REPS:-6}; DURATION=${BENCH_DURATION:-4}; WARMUP=${BENCH_WARMUP:-1}
   LAT_DURATION=8
 fi
 IDLE_CONNS=10000
@@ -139,6 +143,39 @@ for c in cases:
         cells.append("-" if r is None else f"{r:.2f}x")
     w(f"| {labels[c]} | " + " | ".join(cells) + " |")
 w("")
+# Paired: each repetition runs the servers one after another, within
+# seconds, so a ratio within one repetition cancels the machine's slow
+# shifts in speed that a ratio of medians taken minutes apart does not.
+def paired(server, case, field, invert=False):
+    out = []
+    reps_seen = sorted({r.get("rep") for r in rows if r.get("kind") == "throughput"
+                        and r.get("rep") is not None and r["case"] == case})
+    for rep in reps_seen:
+        def one(s):
+            for r in rows:
+                if (r.get("kind") == "throughput" and r["server"] == s and r["case"] == case
+                        and r.get("rep") == rep and r.get("run") and r["run"].get(field)):
+                    return r["run"][field]
+        a, b = one(server), one("raw-tcp")
+        if a and b:
+            out.append(b / a if invert else a / b)
+    return out
+if any(r.get("rep") is not None for r in rows):
+    w("## Paired ratio to raw TCP (median of per-repetition ratios, min-max in brackets)\n")
+    w("Each repetition's runs of all servers follow each other within seconds; the ratio "
+      "is taken within a repetition, then the median over repetitions. msg/s: server / raw "
+      "(target for wsreactor: >= 0.97). CPU: raw's CPU per echo / the server's (1.00 = as cheap "
+      "as raw TCP).\n")
+    w("| case | " + " | ".join(f"{s} msg/s" for s in servers[1:]) + " | "
+      + " | ".join(f"{s} CPU" for s in servers[1:]) + " |")
+    w("|---" * (2 * len(servers) - 1) + "|")
+    def cell(v):
+        return "-" if not v else f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})"
+    for c in cases:
+        cells = [cell(paired(s, c, "msg_per_s")) for s in servers[1:]]
+        cells += [cell(paired(s, c, "server_cpu_us_per_msg", invert=True)) for s in servers[1:]]
+        w(f"| {labels[c]} | " + " | ".join(cells) + " |")
+    w("")
 w("## wsreactor relative to each peer (median / median)\n")
 w("| case | vs tokio-tungstenite | vs fastwebsockets |")
 w("|---|---|---|")
@@ -399,17 +436,19 @@ bench_run() {  # server case-name conns size kind duration warmup extra-json-fie
   if json=$(timeout "$limit" taskset -c "$CCPU" "$WSR" bench "${mode[@]}" \
         --connections "$conns" --size "$size" "--$kind" --duration "$dur" --warmup "$warm" \
         --server-pid "$SERVER_PID" --json -q 2>>"$LOGDIR/bench.log"); then
-    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"run\":$json}" >> "$RAW"
+    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":$json}" >> "$RAW"
     python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   %-18s %-13s %10.0f msg/s  p50 %7.1f us  p99 %8.1f us  cpu server %3.0f%% generator %3.0f%%" % (sys.argv[2], sys.argv[3], r["msg_per_s"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["server_cpu_pct"] or 0, r["generator_cpu_pct"] or 0))' "$json" "$server" "$name" >&2
   else
     echo "   $server $name: FAILED (see $LOGDIR/bench.log)" >&2
-    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"run\":null}" >> "$RAW"
+    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":null}" >> "$RAW"
   fi
   stop_server
 }
 
 echo "== throughput: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run; logs in $LOGDIR" >&2
+REP=0
 for ((rep = 0; rep < REPS; rep++)); do
+  REP=$rep
   echo "-- repetition $((rep + 1))/$REPS" >&2
   for c in "${CASES[@]}"; do
     IFS=: read -r name conns size kind <<<"$c"
