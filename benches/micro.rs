@@ -19,8 +19,8 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use wsreactor::handshake::server::{classify, parse_request, write_accept, Limits, Outcome};
 use wsreactor::handshake::Status;
 use wsreactor::proto::{
-    apply_mask, apply_mask_reference, decode_header, Config, Connection, Event, Message, OpCode,
-    Utf8Validator,
+    apply_mask, apply_mask_reference, copy_masked, decode_header, Config, Connection, Event,
+    Message, OpCode, Utf8Validator,
 };
 
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
@@ -55,6 +55,17 @@ fn mask(c: &mut Criterion) {
         let mut dst = vec![0u8; size];
         g.bench_function(BenchmarkId::new("memcpy", name), |b| {
             b.iter(|| black_box(&mut dst).copy_from_slice(black_box(&src)))
+        });
+        // A client's send: the payload copied out and masked, in one pass
+        // or as a copy then a mask.
+        g.bench_function(BenchmarkId::new("copy_masked", name), |b| {
+            b.iter(|| copy_masked(black_box(&mut dst), black_box(&src), black_box(KEY), 0))
+        });
+        g.bench_function(BenchmarkId::new("memcpy+apply_mask", name), |b| {
+            b.iter(|| {
+                black_box(&mut dst).copy_from_slice(black_box(&src));
+                apply_mask(black_box(&mut dst), black_box(KEY), 0)
+            })
         });
     }
     g.finish();

@@ -503,6 +503,46 @@ fn backpressure_pauses_reading_and_loses_nothing() {
 }
 
 #[test]
+fn replies_sent_in_place_survive_partial_writes() {
+    // Messages that each arrive alone in a read are echoed from the read
+    // buffer (header written in front of the payload). The client reads
+    // nothing at first, so the kernel soon takes only part of a reply and
+    // the rest must be queued from the read buffer before it is reused.
+    let (server, _log) = serve(ServerConfig {
+        max_pending_output: 256 * 1024,
+        ..ServerConfig::default()
+    });
+    let mut c = WsClient::connect(server.addr);
+    const N: usize = 300;
+    const LEN: usize = 48 * 1024;
+    let payload = |i: usize| {
+        let mut p = binary(LEN);
+        p[..4].copy_from_slice(&(i as u32).to_be_bytes());
+        p[LEN - 4..].copy_from_slice(&(i as u32).to_le_bytes());
+        p
+    };
+    let frames: Vec<Vec<u8>> = (0..N)
+        .map(|i| c.frame(true, OP_BINARY, &payload(i)))
+        .collect();
+    let mut writer = c.stream.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        for f in frames {
+            writer.write_all(&f).unwrap();
+            // One message per read on the server's side.
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    for i in 0..N {
+        let f = c.recv();
+        assert_eq!((f.fin, f.opcode, f.header_len), (true, OP_BINARY, 4));
+        assert!(f.payload == payload(i), "echo {i} differs");
+    }
+    sender.join().unwrap();
+    server.stop();
+}
+
+#[test]
 fn fragmented_echo_with_ping_between_fragments() {
     let (server, _log) = serve_default();
     let mut c = WsClient::connect(server.addr);

@@ -3,7 +3,8 @@
 //! `proto::apply_mask_reference` (byte by byte) for every start alignment,
 //! length and mask phase taken from the input, and the split property the
 //! receiver relies on: unmasking in two pieces with the second piece's
-//! offset equals unmasking in one.
+//! offset equals unmasking in one. `proto::copy_masked` (the same loops,
+//! reading one buffer and writing another) is checked the same way.
 //!
 //! Input layout: 4 key bytes, 4 bytes of offset, then the buffer. The
 //! buffer is also tiled to a long one (64 to 2111 bytes, at a start of 0 to
@@ -12,7 +13,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wsreactor::proto::{apply_mask, apply_mask_reference};
+use wsreactor::proto::{apply_mask, apply_mask_reference, copy_masked};
 
 fuzz_target!(|data: &[u8]| {
     let [k0, k1, k2, k3, o0, o1, o2, o3, buf @ ..] = data else {
@@ -34,6 +35,9 @@ fuzz_target!(|data: &[u8]| {
                 apply_mask(&mut fast[start..], key, offset);
                 apply_mask_reference(&mut slow[start..], key, offset);
                 assert_eq!(fast, slow, "start {start} len {len} offset {offset}");
+                let mut copied = buf[..start + len].to_vec();
+                copy_masked(&mut copied[start..], &buf[start..start + len], key, offset);
+                assert_eq!(copied, slow, "copy: start {start} len {len} offset {offset}");
             }
         }
     }
@@ -66,6 +70,9 @@ fuzz_target!(|data: &[u8]| {
         apply_mask(&mut fast[start..start + len], key, offset);
         apply_mask_reference(&mut slow[start..start + len], key, offset);
         assert_eq!(fast, slow, "long: start {start} len {len} offset {offset}");
+        let mut copied = long.clone();
+        copy_masked(&mut copied[start..start + len], &long[start..start + len], key, offset);
+        assert_eq!(copied, slow, "long copy: start {start} len {len} offset {offset}");
     }
     let cut = (base >> 19) % (len + 1);
     let (a, b) = fast[start..start + len].split_at_mut(cut);

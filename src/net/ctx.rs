@@ -5,8 +5,9 @@ use std::io::{self, IoSlice, Write};
 
 use mio::net::TcpStream;
 
+use super::inplace::InPlace;
 use super::metrics::Metrics;
-use crate::proto::{apply_mask, DirectHeader, Message, OpCode, SendError, Sender};
+use crate::proto::{copy_masked, DirectHeader, Message, OpCode, SendError, Sender};
 use crate::server::{OverflowPolicy, ServerConfig};
 
 /// Identifies a connection: its slab slot plus a generation, so an id kept
@@ -45,6 +46,8 @@ pub(crate) struct Link<'a> {
     pub(crate) config: &'a ServerConfig,
     /// Loop-wide buffer a client masks its payload into.
     pub(crate) scratch: &'a mut Vec<u8>,
+    /// The message being handled, if it can be sent back in place.
+    pub(crate) in_place: Option<InPlace>,
 }
 
 impl Link<'_> {
@@ -120,25 +123,34 @@ impl Link<'_> {
             });
         };
         let head = head.as_slice();
+        // The received message sent back: its reply goes out from where it
+        // lies (see `inplace`).
+        if mask.is_none() {
+            if let Some(frame) = self.in_place.and_then(|p| p.frame(head, payload)) {
+                return Ok(self.write_whole(frame));
+            }
+        }
         // Small frames (and every client frame, whose payload is copied to
         // be masked anyway) are assembled in the loop-wide scratch buffer and
         // go out in one `send`: for the kernel that is cheaper than a
         // two-part `writev`, and cheaper than the copy. Large server frames
         // go out with `writev`, header and payload in place.
         if mask.is_some() || head.len() + payload.len() <= COPY_MAX {
-            self.scratch.clear();
-            self.scratch.extend_from_slice(head);
-            self.scratch.extend_from_slice(payload);
-            if let Some(key) = mask {
-                apply_mask(&mut self.scratch[head.len()..], key, 0);
+            let len = head.len() + payload.len();
+            // Grown, never shrunk: steady state writes each byte once.
+            if self.scratch.len() < len {
+                self.scratch.resize(len, 0);
             }
-            let frame = &self.scratch[..];
-            match write_once(self.stream, |s| s.write(frame)) {
-                Some(n) if n < frame.len() => self.tx.queue_raw(&frame[n..]),
-                Some(_) => return Ok(Sent::Written),
-                None => *self.broken = true,
+            let mut frame = std::mem::take(self.scratch);
+            let (h, p) = frame[..len].split_at_mut(head.len());
+            h.copy_from_slice(head);
+            match mask {
+                Some(key) => copy_masked(p, payload, key, 0),
+                None => p.copy_from_slice(payload),
             }
-            return Ok(Sent::Queued);
+            let sent = self.write_whole(&frame[..len]);
+            *self.scratch = frame;
+            return Ok(sent);
         }
         let parts = [IoSlice::new(head), IoSlice::new(payload)];
         let Some(written) = write_once(self.stream, |s| s.write_vectored(&parts)) else {
@@ -155,6 +167,16 @@ impl Link<'_> {
             return Ok(Sent::Written);
         }
         Ok(Sent::Queued)
+    }
+
+    /// One write of a whole frame; what the kernel does not take is queued.
+    fn write_whole(&mut self, frame: &[u8]) -> Sent {
+        match write_once(self.stream, |s| s.write(frame)) {
+            Some(n) if n == frame.len() => return Sent::Written,
+            Some(n) => self.tx.queue_raw(&frame[n..]),
+            None => *self.broken = true,
+        }
+        Sent::Queued
     }
 
     pub(crate) fn flush(&mut self) {

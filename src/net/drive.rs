@@ -6,6 +6,7 @@ use std::net::Shutdown;
 
 use super::conn::{Conn, Flag, State};
 use super::ctx::{flush, ConnId, Ctx, Link};
+use super::inplace::InPlace;
 use super::metrics::Metrics;
 use super::timer::{Tick, Timers};
 use crate::ext::DeflateParams;
@@ -15,7 +16,7 @@ use crate::handshake::server::{
     Outcome, Upgrade,
 };
 use crate::handshake::Status;
-use crate::proto::{CloseState, Event, Read as ProtoRead, Role};
+use crate::proto::{CloseState, Event, Role};
 use crate::server::{Decision, Handler, ServerConfig};
 
 /// Headers of our plain-text HTTP error answers (the connection closes after).
@@ -529,6 +530,7 @@ fn open<H: Handler>(
                 metrics: sh.metrics,
                 config: sh.config,
                 scratch: sh.scratch,
+                in_place: None,
             },
             cork: false,
         };
@@ -557,20 +559,31 @@ fn frames<H: Handler>(
         loop {
             let input = &mut sh.rbuf[off..len];
             let input_len = input.len();
-            match rx.read(input, tx) {
-                Ok(ProtoRead {
-                    consumed,
-                    event: None,
-                }) => {
+            match rx.decode(input, tx) {
+                Ok((consumed, None)) => {
                     off += consumed;
                     break;
                 }
-                Ok(ProtoRead {
-                    consumed,
-                    event: Some(event),
-                }) => {
+                Ok((consumed, Some(ready))) => {
                     off += consumed;
                     let cork = consumed < input_len;
+                    // Taken before the event shares `input`, for `InPlace`.
+                    let base = input.as_mut_ptr();
+                    let event = rx.event(ready, input);
+                    let in_place = match event {
+                        #[allow(unsafe_code)]
+                        // SAFETY: `base..base + input_len` is `input`, a
+                        // mutable borrow of the read buffer that is not used
+                        // mutably again: after `base` was taken, `input` was
+                        // only shared with the event, and a message shares
+                        // just its payload. `ctx` (with the `InPlace`) is
+                        // dropped before the next iteration borrows the
+                        // buffer again.
+                        Event::Message(msg) => unsafe {
+                            InPlace::new(base, input_len, msg.as_bytes())
+                        },
+                        _ => None,
+                    };
                     let mut ctx = Ctx {
                         id,
                         link: Link {
@@ -580,6 +593,7 @@ fn frames<H: Handler>(
                             metrics: sh.metrics,
                             config: sh.config,
                             scratch: sh.scratch,
+                            in_place,
                         },
                         cork,
                     };

@@ -8,6 +8,7 @@
 mod conn;
 mod ctx;
 mod drive;
+mod inplace;
 mod metrics;
 mod rand;
 mod reactor;

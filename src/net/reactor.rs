@@ -747,6 +747,7 @@ impl Control<'_> {
             metrics: self.metrics,
             config: self.config,
             scratch: self.scratch,
+            in_place: None,
         };
         let result = f(&mut link);
         // Settled (and dropped if broken) after the callback.

@@ -173,7 +173,8 @@ pub struct Receiver {
 
 /// What the loop in `read` decided to return, as positions (so the borrow of
 /// the input or the buffer is only taken once, at the end).
-enum Ready {
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ready {
     InPlace {
         op: OpCode,
         start: usize,
@@ -254,51 +255,58 @@ impl Receiver {
     /// with [`Error::close_code`] is already queued in `tx`, which is now
     /// [`CloseState::Closed`](super::CloseState::Closed).
     pub fn read<'a>(&'a mut self, input: &'a mut [u8], tx: &mut Sender) -> Result<Read<'a>, Error> {
+        let (consumed, ready) = self.decode(input, tx)?;
+        let this: &'a Self = self;
+        Ok(Read {
+            consumed,
+            event: ready.map(|r| this.event(r, input)),
+        })
+    }
+
+    /// [`Receiver::read`] with the event as positions in `input` rather than
+    /// a borrow of it: the reactor keeps its own access to the input (to
+    /// reply in place, `net::inplace`) and borrows the event with
+    /// [`Receiver::event`].
+    pub(crate) fn decode(
+        &mut self,
+        input: &mut [u8],
+        tx: &mut Sender,
+    ) -> Result<(usize, Option<Ready>), Error> {
         if self.release_buf {
             self.buf.release();
             self.release_buf = false;
         }
         if self.done {
-            return Ok(Read {
-                consumed: input.len(),
-                event: None,
-            });
+            return Ok((input.len(), None));
         }
         match self.step(input, tx) {
-            Ok((consumed, None)) => Ok(Read {
-                consumed,
-                event: None,
-            }),
-            Ok((consumed, Some(ready))) => {
-                let event = match ready {
-                    Ready::InPlace { op, start, end } => {
-                        let bytes = &input[start..end];
-                        Event::Message(message(op, bytes))
-                    }
-                    Ready::Assembled(op) => {
-                        self.release_buf = true;
-                        Event::Message(message(op, self.buf.as_slice()))
-                    }
-                    Ready::Control { op, start, end } => {
-                        let payload = &input[start..end];
-                        match op {
-                            OpCode::Ping => Event::Ping(payload),
-                            OpCode::Pong => Event::Pong(payload),
-                            // Validated in `control`.
-                            _ => Event::Close(parse_close_payload(payload).unwrap_or(None)),
-                        }
-                    }
-                };
-                Ok(Read {
-                    consumed,
-                    event: Some(event),
-                })
+            Ok((consumed, ready)) => {
+                // An assembled message is lent out until the next call.
+                self.release_buf = matches!(ready, Some(Ready::Assembled(_)));
+                Ok((consumed, ready))
             }
             Err(e) => {
                 self.done = true;
                 self.buf.release();
                 tx.fail(e.close_code());
                 Err(e)
+            }
+        }
+    }
+
+    /// The event `ready` (from [`Receiver::decode`] on `input`) denotes.
+    pub(crate) fn event<'a>(&'a self, ready: Ready, input: &'a [u8]) -> Event<'a> {
+        match ready {
+            Ready::InPlace { op, start, end } => Event::Message(message(op, &input[start..end])),
+            Ready::Assembled(op) => Event::Message(message(op, self.buf.as_slice())),
+            Ready::Control { op, start, end } => {
+                let payload = &input[start..end];
+                match op {
+                    OpCode::Ping => Event::Ping(payload),
+                    OpCode::Pong => Event::Pong(payload),
+                    // Validated in `control`.
+                    _ => Event::Close(parse_close_payload(payload).unwrap_or(None)),
+                }
             }
         }
     }

@@ -28,6 +28,24 @@ pub fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
     mask_words(buf, k);
 }
 
+/// Copy `src` into `dst` masked: `dst[i] = src[i] ^ key[(offset + i) % 4]`.
+/// One pass over the bytes, where a copy followed by [`apply_mask`] takes
+/// two (a client masks every payload it sends).
+///
+/// # Panics
+/// If the lengths differ.
+#[inline]
+pub fn copy_masked(dst: &mut [u8], src: &[u8], key: [u8; 4], offset: usize) {
+    assert_eq!(dst.len(), src.len(), "copy_masked: lengths differ");
+    let k = rotate_key(key, offset);
+    #[cfg(target_arch = "x86_64")]
+    if src.len() >= WIDE_MIN_LEN {
+        x86::copy_wide(dst, src, k);
+        return;
+    }
+    copy_words(dst, src, k);
+}
+
 /// The key as seen from `buf[0]` when `buf[0]` is at `offset` in the payload,
 /// built from bytes so it is endian-independent.
 #[inline(always)]
@@ -75,6 +93,30 @@ fn mask_words(buf: &mut [u8], k: [u8; 4]) {
     }
 }
 
+/// [`mask_words`] from `src` into `dst` (same length).
+#[inline(always)]
+fn copy_words(dst: &mut [u8], src: &[u8], k: [u8; 4]) {
+    let k4 = u32::from_ne_bytes(k);
+    let k8 = u64::from(k4) * 0x0000_0001_0000_0001;
+    let mut out = dst.chunks_exact_mut(8);
+    let mut inp = src.chunks_exact(8);
+    for (o, i) in (&mut out).zip(&mut inp) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(i);
+        let v = u64::from_ne_bytes(word) ^ k8;
+        o.copy_from_slice(&v.to_ne_bytes());
+    }
+    // The rest starts at phase 0 and is under 8 bytes.
+    for ((o, i), m) in out
+        .into_remainder()
+        .iter_mut()
+        .zip(inp.remainder())
+        .zip(k.iter().cycle())
+    {
+        *o = i ^ m;
+    }
+}
+
 /// Run-time dispatch to AVX2. No hand-written intrinsics: the AVX2 path is
 /// [`mask_words`] recompiled with the feature enabled, which LLVM turns into
 /// 32-byte `vpxor`s unrolled four times (intrinsics measured no faster).
@@ -118,6 +160,35 @@ mod x86 {
     #[target_feature(enable = "avx2")]
     fn mask_words_avx2(buf: &mut [u8], k: [u8; 4]) {
         super::mask_words(buf, k);
+    }
+
+    /// [`super::copy_words`] on the widest path the CPU supports.
+    #[inline(never)]
+    pub(super) fn copy_wide(dst: &mut [u8], src: &[u8], k: [u8; 4]) {
+        if !try_copy_avx2(dst, src, k) {
+            super::copy_words(dst, src, k);
+        }
+    }
+
+    /// As [`try_mask_avx2`], for [`super::copy_words`].
+    #[inline]
+    pub(super) fn try_copy_avx2(dst: &mut [u8], src: &[u8], k: [u8; 4]) -> bool {
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as in `try_mask_avx2`: safe code whose only
+            // precondition, a CPU with AVX2, was just checked.
+            #[allow(unsafe_code)]
+            unsafe {
+                copy_words_avx2(dst, src, k)
+            };
+            true
+        } else {
+            false
+        }
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn copy_words_avx2(dst: &mut [u8], src: &[u8], k: [u8; 4]) {
+        super::copy_words(dst, src, k);
     }
 }
 
@@ -169,15 +240,32 @@ mod tests {
             ("portable", |buf, key, offset| {
                 mask_words(buf, rotate_key(key, offset))
             }),
+            // The copying variants, from a copy of the input.
+            ("copy_masked", |buf, key, offset| {
+                let src = buf.to_vec();
+                copy_masked(buf, &src, key, offset)
+            }),
+            ("copy portable", |buf, key, offset| {
+                let src = buf.to_vec();
+                copy_words(buf, &src, rotate_key(key, offset))
+            }),
         ];
         #[cfg(target_arch = "x86_64")]
         {
             paths.push(("wide", |buf, key, offset| {
                 x86::mask_wide(buf, rotate_key(key, offset))
             }));
+            paths.push(("copy wide", |buf, key, offset| {
+                let src = buf.to_vec();
+                x86::copy_wide(buf, &src, rotate_key(key, offset))
+            }));
             if is_x86_feature_detected!("avx2") {
                 paths.push(("avx2", |buf, key, offset| {
                     assert!(x86::try_mask_avx2(buf, rotate_key(key, offset)));
+                }));
+                paths.push(("copy avx2", |buf, key, offset| {
+                    let src = buf.to_vec();
+                    assert!(x86::try_copy_avx2(buf, &src, rotate_key(key, offset)));
                 }));
             } else {
                 eprintln!("no AVX2 on this CPU: its path is not tested here");
@@ -241,6 +329,12 @@ mod tests {
                 check(&mut rng, len, offset, start);
             }
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "lengths differ")]
+    fn copy_masked_refuses_unequal_lengths() {
+        copy_masked(&mut [0; 3], &[0; 4], [1, 2, 3, 4], 0);
     }
 
     #[test]

@@ -28,7 +28,7 @@ pub use close::{is_valid_received_code, is_valid_sent_code, CloseFrame};
 pub use connection::{Config, Connection, Event, Message, Read, Receiver, Role};
 pub use error::{Error, ErrorKind, SendError};
 pub use frame::{decode_header, encode_header, Header, HeaderBuf, OpCode, MAX_HEADER_LEN, RSV1};
-pub use mask::{apply_mask, apply_mask_reference};
+pub use mask::{apply_mask, apply_mask_reference, copy_masked};
 pub use sender::{CloseState, DirectHeader, Sender};
 pub use utf8::Utf8Validator;
 
