@@ -37,10 +37,14 @@ impl LazyBuf {
 
     /// Hold exactly `bytes`, reusing the memory already held; hold no memory
     /// if `bytes` is empty.
+    /// Inlined for its common case, nothing to hold and nothing held.
     #[cfg(feature = "net")]
+    #[inline]
     pub(crate) fn replace(&mut self, bytes: &[u8]) {
         if bytes.is_empty() {
-            self.release();
+            if self.0.is_some() {
+                self.release();
+            }
         } else {
             let v = self.vec_mut();
             v.clear();

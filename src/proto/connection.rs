@@ -272,10 +272,7 @@ impl Receiver {
         input: &mut [u8],
         tx: &mut Sender,
     ) -> Result<(usize, Option<Ready>), Error> {
-        if self.release_buf {
-            self.buf.release();
-            self.release_buf = false;
-        }
+        self.end_of_input();
         if self.done {
             return Ok((input.len(), None));
         }
@@ -292,6 +289,23 @@ impl Receiver {
                 Err(e)
             }
         }
+    }
+
+    /// What [`Receiver::decode`] does with empty input, without decoding:
+    /// release the assembly buffer the last event borrowed (so an idle
+    /// connection holds no memory). Empty input changes nothing else.
+    #[inline]
+    pub(crate) fn end_of_input(&mut self) {
+        if self.release_buf {
+            self.buf.release();
+            self.release_buf = false;
+        }
+    }
+
+    /// Bytes the assembly buffer holds allocated (0 when released).
+    #[cfg(test)]
+    pub(crate) fn assembly_capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// The event `ready` (from [`Receiver::decode`] on `input`) denotes.
