@@ -8,7 +8,10 @@
 #   1. throughput, closed loop: the cases below on every server, servers
 #      interleaved (the order rotates each repetition), each run against a
 #      freshly started server; raw-tcp-echo is driven with `bench --mode tcp`,
-#      the same generator without framing;
+#      the same generator without framing, twice: with messages of the
+#      payload size (the reference every ratio is taken to) and of the size
+#      of the client's WebSocket frame ("raw-tcp-wire": the same bytes on
+#      the wire as the WebSocket echo, which matters to the kernel at 16 KiB);
 #   2. single-connection latency (1 x 20 B, binary);
 #   3. memory: the server's RSS with 10,000 idle connections (opened by
 #      benches/peers idle-conns from 127.0.0.2-127.0.0.11, WebSocket
@@ -21,7 +24,7 @@
 # about 15 minutes.
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
-# Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
+# Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+5 must be
 # free), BENCH_REPS, BENCH_DURATION, BENCH_WARMUP to override the defaults,
 # BENCH_SERVER_CPU / BENCH_CLIENT_CPU (default 0 / 1). Loopback only.
 set -euo pipefail
@@ -35,7 +38,7 @@ case "${1:-}" in
   --quick) QUICK=1 ;;
   --report) REPORT_ONLY=${2:?--report needs a results .jsonl file} ;;
   "") ;;
-  -h|--help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--quick | --report RESULTS.jsonl]" >&2; exit 2 ;;
 esac
 
@@ -174,6 +177,42 @@ if any(r.get("rep") is not None for r in rows):
     for c in cases:
         cells = [cell(paired(s, c, "msg_per_s")) for s in servers[1:]]
         cells += [cell(paired(s, c, "server_cpu_us_per_msg", invert=True)) for s in servers[1:]]
+        w(f"| {labels[c]} | " + " | ".join(cells) + " |")
+    w("")
+# The same bytes on the wire: raw TCP echoing messages of the client
+# frame's size. At 16 KiB the few header bytes alone cost the kernel a few
+# per cent (page fragments no longer line up with messages), which no
+# WebSocket echo can avoid; this shows how much of a gap that is.
+def paired_to(server, ref, case):
+    out = []
+    for rep in sorted({r.get("rep") for r in rows if r.get("kind") == "throughput"
+                       and r.get("rep") is not None and r["case"] == case}):
+        def one(s):
+            for r in rows:
+                if (r.get("kind") == "throughput" and r["server"] == s and r["case"] == case
+                        and r.get("rep") == rep and r.get("run") and r["run"].get("msg_per_s")):
+                    return r["run"]["msg_per_s"]
+        a, b = one(server), one(ref)
+        if a and b:
+            out.append(a / b)
+    return out
+if any(r.get("server") == "raw-tcp-wire" for r in rows):
+    w("## Raw TCP at the WebSocket wire size (paired, median of per-repetition ratios)\n")
+    w("`raw-tcp-wire`: the raw-TCP echo with messages as long as the client's WebSocket frame "
+      "(payload + 6 B, 8 B from 126 B, 14 B from 64 KiB), so the kernel moves the same bytes "
+      "as for the WebSocket echo. The first column is what those few bytes cost raw TCP "
+      "itself; the others are each server's msg/s over raw-tcp-wire's. The ratios to raw TCP "
+      "above (payload size) remain the reference.\n")
+    ws_servers = ["wsreactor", "tokio-tungstenite", "fastwebsockets"]
+    w("| case | raw-tcp-wire msg/s | raw-tcp-wire / raw-tcp | " + " | ".join(f"{s} / raw-tcp-wire" for s in ws_servers) + " |")
+    w("|---" * (3 + len(ws_servers)) + "|")
+    def cell2(v):
+        return "-" if not v else f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})"
+    for c in cases:
+        rs = runs("throughput", "raw-tcp-wire", c)
+        m = fmt(med([r["msg_per_s"] for r in rs])) if rs else "-"
+        cells = [m, cell2(paired_to("raw-tcp-wire", "raw-tcp", c))]
+        cells += [cell2(paired_to(s, "raw-tcp-wire", c)) for s in ws_servers]
         w(f"| {labels[c]} | " + " | ".join(cells) + " |")
     w("")
 w("## wsreactor relative to each peer (median / median)\n")
@@ -369,11 +408,20 @@ LOGDIR=$(mktemp -d /tmp/wsreactor-compare.XXXXXX)
 
 # ---- servers ----------------------------------------------------------------
 SERVERS=(raw-tcp wsreactor tokio-tungstenite fastwebsockets)
+# Throughput adds raw TCP with messages of the WebSocket frame's size.
+THROUGHPUT_SERVERS=(raw-tcp raw-tcp-wire wsreactor tokio-tungstenite fastwebsockets)
 port_of() {
   case $1 in
     raw-tcp) echo $((PORT_BASE + 1)) ;; wsreactor) echo $((PORT_BASE + 2)) ;;
     tokio-tungstenite) echo $((PORT_BASE + 3)) ;; fastwebsockets) echo $((PORT_BASE + 4)) ;;
+    raw-tcp-wire) echo $((PORT_BASE + 5)) ;;
   esac
+}
+wire_size() {  # payload size -> size of the client's (masked) frame
+  local n=$1 head=2
+  ((n > 125)) && head=4
+  ((n > 65535)) && head=10
+  echo $((n + head + 4))
 }
 port_busy() {  # port: does something accept connections there?
   python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2).close()" 2>/dev/null
@@ -384,7 +432,7 @@ start_server() {  # name
   local addr=127.0.0.1:$port
   local cmd
   case $1 in
-    raw-tcp) cmd=("$PEERS/raw-tcp-echo" --addr "$addr") ;;
+    raw-tcp|raw-tcp-wire) cmd=("$PEERS/raw-tcp-echo" --addr "$addr") ;;
     wsreactor) cmd=("$WSR" echo --addr "$addr") ;;
     tokio-tungstenite) cmd=("$PEERS/tokio-tungstenite-echo" --addr "$addr") ;;
     fastwebsockets) cmd=("$PEERS/fastwebsockets-echo" --addr "$addr") ;;
@@ -429,7 +477,8 @@ bench_run() {  # server case-name conns size kind duration warmup extra-json-fie
   local server=$1 name=$2 conns=$3 size=$4 kind=$5 dur=$6 warm=$7 tag=$8
   local port; port=$(port_of "$server")
   local mode=(--url "ws://127.0.0.1:$port/")
-  [[ $server == raw-tcp ]] && mode=(--mode tcp --url "127.0.0.1:$port")
+  [[ $server == raw-tcp* ]] && mode=(--mode tcp --url "127.0.0.1:$port")
+  [[ $server == raw-tcp-wire ]] && size=$(wire_size "$size")
   start_server "$server"
   local json limit
   limit=$(awk -v d="$dur" -v w="$warm" 'BEGIN { print int(d + w) + 60 }')
@@ -452,9 +501,9 @@ for ((rep = 0; rep < REPS; rep++)); do
   echo "-- repetition $((rep + 1))/$REPS" >&2
   for c in "${CASES[@]}"; do
     IFS=: read -r name conns size kind <<<"$c"
-    n=${#SERVERS[@]}
+    n=${#THROUGHPUT_SERVERS[@]}
     for ((i = 0; i < n; i++)); do
-      server=${SERVERS[$(((i + rep) % n))]}
+      server=${THROUGHPUT_SERVERS[$(((i + rep) % n))]}
       bench_run "$server" "$name" "$conns" "$size" "$kind" "$DURATION" "$WARMUP" throughput
     done
   done
