@@ -6,8 +6,9 @@
 # generator (`wsreactor bench`) pinned to CPU 1:
 #
 #   1. throughput, closed loop: the cases below on every server, servers
-#      interleaved (the order rotates each repetition), each run against a
-#      freshly started server; raw-tcp-echo is driven with `bench --mode tcp`,
+#      interleaved (the order rotates each repetition) in short runs against
+#      servers started once for the whole phase (so the runs a ratio pairs
+#      are seconds apart); raw-tcp-echo is driven with `bench --mode tcp`,
 #      the same generator without framing, twice: with messages of the
 #      payload size (the reference every ratio is taken to) and of the size
 #      of the client's WebSocket frame ("raw-tcp-wire": the same bytes on
@@ -19,12 +20,12 @@
 #
 # Writes benches/results/<date>.md (medians, min-max spread, ratios to raw TCP
 # and to each peer, CPU of server and generator), <date>.svg (the chart) and
-# <date>.jsonl (every run's raw JSON). --quick: one repetition and shorter
-# runs, under 5 minutes. The full run (6 repetitions of 1 s + 4 s) takes
-# about 15 minutes.
+# <date>.jsonl (every run's raw JSON). --quick: two repetitions, under
+# 5 minutes. The full run (10 repetitions of 0.5 s + 1.5 s) takes about
+# 13 minutes.
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
-# Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+5 must be
+# Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
 # free), BENCH_REPS, BENCH_DURATION, BENCH_WARMUP to override the defaults,
 # BENCH_SERVER_CPU / BENCH_CLIENT_CPU (default 0 / 1). Loopback only.
 set -euo pipefail
@@ -42,14 +43,14 @@ case "${1:-}" in
   *) echo "usage: $0 [--quick | --report RESULTS.jsonl]" >&2; exit 2 ;;
 esac
 
+# Many short runs rather than a few long ones: this machine's speed shifts
+# by up to 25% for seconds at a time, and the paired ratios below need each
+# repetition's runs close together.
 if ((QUICK)); then
-  REPS=${BENCH_REPS:-1}; DURATION=${BENCH_DURATION:-3}; WARMUP=${BENCH_WARMUP:-1}
+  REPS=${BENCH_REPS:-2}; DURATION=${BENCH_DURATION:-1.5}; WARMUP=${BENCH_WARMUP:-0.5}
   LAT_DURATION=3
 else
-  # Many short runs rather than a few long ones: this machine's speed
-  # shifts by up to 25% for seconds at a time, and the paired ratios below
-  # need each repetition's runs close together.
-  REPS=${BENCH_REPS:-6}; DURATION=${BENCH_DURATION:-4}; WARMUP=${BENCH_WARMUP:-1}
+  REPS=${BENCH_REPS:-10}; DURATION=${BENCH_DURATION:-1.5}; WARMUP=${BENCH_WARMUP:-0.5}
   LAT_DURATION=8
 fi
 IDLE_CONNS=10000
@@ -121,7 +122,7 @@ if meta:
     w("wsreactor revision: " + ", ".join(f"`{m['revision']}` (run started {m['started']}, load average {m['loadavg_start']})" for m in meta) + ". ")
 w(f"Servers pinned to CPU 0, load generator (`wsreactor bench`) to CPU 1. "
   f"{reps} repetition(s) per case, servers interleaved, each run {warm} s warm-up + {dur} s measured "
-  f"against a freshly started server. Load average at the end: {loadavg.split()[0]} / {loadavg.split()[1]} / {loadavg.split()[2]}.\n")
+  f"against servers started once for the throughput phase (latency and memory: a fresh server each). Load average at the end: {loadavg.split()[0]} / {loadavg.split()[1]} / {loadavg.split()[2]}.\n")
 w("Closed loop: each connection sends one message and waits for its echo (`wsreactor bench`, "
   "binary unless noted; raw TCP: `--mode tcp` against raw-tcp-echo). Every echo is checked.\n")
 w("## Throughput (msg/s, median of runs; min-max in brackets)\n")
@@ -414,7 +415,7 @@ port_of() {
   case $1 in
     raw-tcp) echo $((PORT_BASE + 1)) ;; wsreactor) echo $((PORT_BASE + 2)) ;;
     tokio-tungstenite) echo $((PORT_BASE + 3)) ;; fastwebsockets) echo $((PORT_BASE + 4)) ;;
-    raw-tcp-wire) echo $((PORT_BASE + 5)) ;;
+    raw-tcp-wire) echo $((PORT_BASE + 1)) ;;  # the same raw-tcp-echo
   esac
 }
 wire_size() {  # payload size -> size of the client's (masked) frame
@@ -461,9 +462,20 @@ stop_server() {
   SERVER_PID=
 }
 IDLE_PID=
+# The throughput phase's servers, started once: name -> PID.
+declare -A RUNNING=()
+stop_running() {
+  local name
+  for name in "${!RUNNING[@]}"; do
+    SERVER_PID=${RUNNING[$name]}
+    stop_server
+  done
+  RUNNING=()
+}
 cleanup() {
   [[ -n $IDLE_PID ]] && kill "$IDLE_PID" 2>/dev/null
   stop_server
+  stop_running
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -479,7 +491,14 @@ bench_run() {  # server case-name conns size kind duration warmup extra-json-fie
   local mode=(--url "ws://127.0.0.1:$port/")
   [[ $server == raw-tcp* ]] && mode=(--mode tcp --url "127.0.0.1:$port")
   [[ $server == raw-tcp-wire ]] && size=$(wire_size "$size")
-  start_server "$server"
+  local own=1 pid_key=$server
+  [[ $server == raw-tcp-wire ]] && pid_key=raw-tcp
+  if [[ -n ${RUNNING[$pid_key]:-} ]]; then
+    SERVER_PID=${RUNNING[$pid_key]}; own=0
+    kill -0 "$SERVER_PID" 2>/dev/null || { echo "compare.sh: $pid_key exited (see $LOGDIR/$pid_key.log)" >&2; exit 1; }
+  else
+    start_server "$server"
+  fi
   local json limit
   limit=$(awk -v d="$dur" -v w="$warm" 'BEGIN { print int(d + w) + 60 }')
   if json=$(timeout "$limit" taskset -c "$CCPU" "$WSR" bench "${mode[@]}" \
@@ -491,10 +510,15 @@ bench_run() {  # server case-name conns size kind duration warmup extra-json-fie
     echo "   $server $name: FAILED (see $LOGDIR/bench.log)" >&2
     echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":null}" >> "$RAW"
   fi
-  stop_server
+  if ((own)); then stop_server; else SERVER_PID=; fi
 }
 
 echo "== throughput: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run; logs in $LOGDIR" >&2
+for server in "${SERVERS[@]}"; do
+  start_server "$server"
+  RUNNING[$server]=$SERVER_PID
+  SERVER_PID=
+done
 REP=0
 for ((rep = 0; rep < REPS; rep++)); do
   REP=$rep
@@ -508,6 +532,7 @@ for ((rep = 0; rep < REPS; rep++)); do
     done
   done
 done
+stop_running
 
 # ---- 2. single-connection latency -------------------------------------------
 echo "== latency: 1 connection x 20 B, ${LAT_DURATION}s" >&2

@@ -27,11 +27,12 @@ impl InPlace {
     /// it does not (an assembled message lives in another buffer).
     ///
     /// # Safety
-    /// `base..base + input_len` must be one mutable borrow (taken before the
-    /// decoder reborrowed it) that stays live and unused while this value is
-    /// in use, and the bytes before `payload` must be consumed input that
-    /// nothing else borrows: the only borrow into the range may be the
-    /// shared one of `payload` itself.
+    /// `base` must come from a mutable borrow of `base..base + input_len`
+    /// that is not used mutably again while this value, or a frame it
+    /// returned, is in use; and the bytes before `payload` must be consumed
+    /// input that nothing borrows: the only borrow into the range may be
+    /// shared ones of the payload (`drive::frames` takes `base`, then lends
+    /// the input to the event only).
     #[allow(unsafe_code)]
     pub(crate) unsafe fn new(base: *mut u8, input_len: usize, payload: &[u8]) -> Option<Self> {
         let offset = (payload.as_ptr() as usize).checked_sub(base as usize)?;
@@ -46,7 +47,9 @@ impl InPlace {
     }
 
     /// The frame `head` + `payload`, assembled in place, if `payload` is (a
-    /// prefix of) the recorded payload and `head` fits in front of it.
+    /// prefix of) the recorded payload and `head` fits in front of it. For
+    /// writing out at once: its header bytes stay valid only as long as
+    /// `new`'s contract holds.
     pub(crate) fn frame<'p>(&self, head: &[u8], payload: &'p [u8]) -> Option<&'p [u8]> {
         let start = self.room.checked_sub(head.len())?;
         if payload.len() > self.len || !std::ptr::eq(payload.as_ptr(), self.payload()) {
