@@ -371,7 +371,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 t = [r["run"] for r in rows if r.get("kind") == "throughput" and r.get("run")]
 reps = max([sum(1 for r in rows if r.get("kind") == "throughput" and r["server"] == "raw-tcp" and r.get("case") == "100x20B")] + [1])
-print(1 if sys.argv[1].endswith("-quick.jsonl") else 0, reps, round(t[0]["elapsed_s"]) if t else 0, t[0]["warmup_s"] if t else 0)
+print(1 if sys.argv[1].endswith("-quick.jsonl") else 0, reps, round(t[0]["elapsed_s"], 1) if t else 0, t[0]["warmup_s"] if t else 0)
 ' "$REPORT_ONLY")
   report "$REPORT_ONLY" "${REPORT_ONLY%.jsonl}" "$Q" "$R" "$D" "$W" >/dev/null
   echo "== wrote ${REPORT_ONLY%.jsonl}.md, ${REPORT_ONLY%.jsonl}.svg" >&2
@@ -401,9 +401,10 @@ OUT=$ROOT/benches/results
 mkdir -p "$OUT"
 if ((QUICK)); then BASE=$OUT/$STAMP-quick; else BASE=$OUT/$STAMP; fi
 RAW=$BASE.jsonl
-: > "$RAW"
+# Read before the results files are rewritten: they may be tracked.
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || REV="$REV+uncommitted changes"
+: > "$RAW"
 echo "{\"kind\":\"meta\",\"revision\":\"$REV\",\"started\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"loadavg_start\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$RAW"
 LOGDIR=$(mktemp -d /tmp/wsreactor-compare.XXXXXX)
 
