@@ -123,7 +123,13 @@ mod tests {
 
     #[test]
     fn reply_is_header_then_payload_at_every_header_size() {
-        for len in [0, 1, 125, 126, 1000, 65535, 65536, 70000] {
+        // Every header size; Miri gets the small ones (it is ~1000x slower).
+        let lens: &[usize] = if cfg!(miri) {
+            &[0, 1, 125, 126, 1000]
+        } else {
+            &[0, 1, 125, 126, 1000, 65535, 65536, 70000]
+        };
+        for &len in lens {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
             let frame = echo_in_place(&payload, false);
             let mut expected = encode_header(true, 0, OpCode::Binary, None, len as u64)
