@@ -37,7 +37,10 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(fast, slow, "start {start} len {len} offset {offset}");
                 let mut copied = buf[..start + len].to_vec();
                 copy_masked(&mut copied[start..], &buf[start..start + len], key, offset);
-                assert_eq!(copied, slow, "copy: start {start} len {len} offset {offset}");
+                assert_eq!(
+                    copied, slow,
+                    "copy: start {start} len {len} offset {offset}"
+                );
             }
         }
     }
@@ -71,8 +74,16 @@ fuzz_target!(|data: &[u8]| {
         apply_mask_reference(&mut slow[start..start + len], key, offset);
         assert_eq!(fast, slow, "long: start {start} len {len} offset {offset}");
         let mut copied = long.clone();
-        copy_masked(&mut copied[start..start + len], &long[start..start + len], key, offset);
-        assert_eq!(copied, slow, "long copy: start {start} len {len} offset {offset}");
+        copy_masked(
+            &mut copied[start..start + len],
+            &long[start..start + len],
+            key,
+            offset,
+        );
+        assert_eq!(
+            copied, slow,
+            "long copy: start {start} len {len} offset {offset}"
+        );
     }
     let cut = (base >> 19) % (len + 1);
     let (a, b) = fast[start..start + len].split_at_mut(cut);
