@@ -44,7 +44,8 @@ pub(crate) struct Link<'a> {
     pub(crate) broken: &'a mut bool,
     pub(crate) metrics: &'a mut Metrics,
     pub(crate) config: &'a ServerConfig,
-    /// Loop-wide buffer a client masks its payload into.
+    /// Loop-wide buffer frames are assembled in (a client's masked payload,
+    /// small server frames).
     pub(crate) scratch: &'a mut Vec<u8>,
     /// The message being handled, if it can be sent back in place.
     pub(crate) in_place: Option<InPlace>,
@@ -127,30 +128,28 @@ impl Link<'_> {
         // lies (see `inplace`).
         if mask.is_none() {
             if let Some(frame) = self.in_place.and_then(|p| p.frame(head, payload)) {
-                return Ok(self.write_whole(frame));
+                return Ok(write_whole(self.stream, self.tx, self.broken, frame));
             }
         }
-        // Small frames (and every client frame, whose payload is copied to
-        // be masked anyway) are assembled in the loop-wide scratch buffer and
-        // go out in one `send`: for the kernel that is cheaper than a
-        // two-part `writev`, and cheaper than the copy. Large server frames
-        // go out with `writev`, header and payload in place.
+        // Other small frames (and every client frame, whose payload is
+        // copied to be masked anyway) are assembled in the loop-wide scratch
+        // buffer and go out in one `send`: up to `COPY_MAX` the copy costs
+        // less than a two-part `writev` costs the kernel. Larger server
+        // frames go out with `writev`, header and payload where they are.
         if mask.is_some() || head.len() + payload.len() <= COPY_MAX {
             let len = head.len() + payload.len();
             // Grown, never shrunk: steady state writes each byte once.
             if self.scratch.len() < len {
                 self.scratch.resize(len, 0);
             }
-            let mut frame = std::mem::take(self.scratch);
-            let (h, p) = frame[..len].split_at_mut(head.len());
+            let (h, p) = self.scratch[..len].split_at_mut(head.len());
             h.copy_from_slice(head);
             match mask {
                 Some(key) => copy_masked(p, payload, key, 0),
                 None => p.copy_from_slice(payload),
             }
-            let sent = self.write_whole(&frame[..len]);
-            *self.scratch = frame;
-            return Ok(sent);
+            let frame = &self.scratch[..len];
+            return Ok(write_whole(self.stream, self.tx, self.broken, frame));
         }
         let parts = [IoSlice::new(head), IoSlice::new(payload)];
         let Some(written) = write_once(self.stream, |s| s.write_vectored(&parts)) else {
@@ -167,16 +166,6 @@ impl Link<'_> {
             return Ok(Sent::Written);
         }
         Ok(Sent::Queued)
-    }
-
-    /// One write of a whole frame; what the kernel does not take is queued.
-    fn write_whole(&mut self, frame: &[u8]) -> Sent {
-        match write_once(self.stream, |s| s.write(frame)) {
-            Some(n) if n == frame.len() => return Sent::Written,
-            Some(n) => self.tx.queue_raw(&frame[n..]),
-            None => *self.broken = true,
-        }
-        Sent::Queued
     }
 
     pub(crate) fn flush(&mut self) {
@@ -273,6 +262,16 @@ fn write_once(
             }
         }
     }
+}
+
+/// One write of a whole frame; what the kernel does not take is queued.
+fn write_whole(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool, frame: &[u8]) -> Sent {
+    match write_once(stream, |s| s.write(frame)) {
+        Some(n) if n == frame.len() => return Sent::Written,
+        Some(n) => tx.queue_raw(&frame[n..]),
+        None => *broken = true,
+    }
+    Sent::Queued
 }
 
 /// Write queued output until it is gone or the kernel refuses more.
