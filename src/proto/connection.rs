@@ -171,8 +171,8 @@ pub struct Receiver {
     compressed: bool,
 }
 
-/// What the loop in `read` decided to return, as positions (so the borrow of
-/// the input or the buffer is only taken once, at the end).
+/// What `decode` decided to return, as positions: the borrow of the input
+/// or the buffer is only taken by `Receiver::event`, at the end.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Ready {
     InPlace {
