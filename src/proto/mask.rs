@@ -187,16 +187,6 @@ mod x86 {
     /// [`super::copy_words`] on the widest path the CPU supports.
     #[inline(never)]
     pub(super) fn copy_wide(dst: &mut [u8], src: &[u8], k: [u8; 4]) {
-        // Aligned stores, as in `mask_wide`; the loads may stay unaligned.
-        let at = to_boundary(dst.as_ptr(), dst.len());
-        let (dst, src, k) = if at == 0 {
-            (dst, src, k)
-        } else {
-            let (dst_head, dst) = dst.split_at_mut(at);
-            let (src_head, src) = src.split_at(at);
-            super::copy_words(dst_head, src_head, k);
-            (dst, src, super::rotate_key(k, at))
-        };
         if !try_copy_avx2(dst, src, k) {
             super::copy_words(dst, src, k);
         }
