@@ -22,7 +22,7 @@
 # and to each peer, CPU of server and generator), <date>.svg (the chart) and
 # <date>.jsonl (every run's raw JSON). --quick: two repetitions, under
 # 5 minutes. The full run (10 repetitions of 0.5 s + 1.5 s) takes about
-# 13 minutes.
+# 10 minutes.
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
 # Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
