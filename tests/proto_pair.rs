@@ -893,6 +893,8 @@ const BAD_AT: usize = 12;
 fn invalid_utf8_text_is_1007() {
     server_fails(&cf(true, 0, OP_TEXT, BAD_UTF8), 1007);
     server_fails(&cf(true, 0, OP_TEXT, b"\xff"), 1007);
+    // ASCII for two words and more, then one bad byte.
+    server_fails(&cf(true, 0, OP_TEXT, b"0123456789abcdefghij\xff"), 1007);
     // A surrogate, and a message ending inside a code point.
     server_fails(&cf(true, 0, OP_TEXT, b"\xed\xa0\x80"), 1007);
     server_fails(&cf(true, 0, OP_TEXT, b"ok\xe2\x82"), 1007);

@@ -359,7 +359,7 @@ impl Receiver {
                         if let Some(key) = h.mask {
                             apply_mask(payload, key, 0);
                         }
-                        if op == OpCode::Text && std::str::from_utf8(payload).is_err() {
+                        if op == OpCode::Text && !is_utf8(payload) {
                             return Err(invalid_utf8());
                         }
                         return Ok((end, Some(Ready::InPlace { op, start, end })));
@@ -592,6 +592,15 @@ impl Receiver {
         }
         Ok(())
     }
+}
+
+/// Whether `bytes` is UTF-8. Most text messages are ASCII, which `is_ascii`
+/// confirms in a fraction of `from_utf8`'s instructions (about 78 for
+/// 20 bytes); `from_utf8` then only sees the rest. Callgrind, server,
+/// 100 × 20 B text echo: 890 instructions per echo, down from 942.
+#[inline]
+fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 fn invalid_utf8() -> Error {
