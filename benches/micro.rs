@@ -45,7 +45,7 @@ fn at(v: &mut Vec<u8>, skew: usize, len: usize) -> &mut [u8] {
 /// Unmasking touches every payload byte once, so its ceiling is a memcpy.
 fn mask(c: &mut Criterion) {
     let mut g = c.benchmark_group("mask");
-    let (mut v1, mut v2, mut v3) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut v1, mut v2, mut v3, mut v4) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (size, name) in SIZES {
         g.throughput(Throughput::Bytes(size as u64));
         let buf = at(&mut v1, 0, size);
@@ -75,7 +75,6 @@ fn mask(c: &mut Criterion) {
             b.iter(|| copy_masked(black_box(&mut *dst), black_box(src), black_box(KEY), 0))
         });
         // In a client the masked payload lands after the frame's header.
-        let mut v4 = Vec::new();
         let dst_at_8 = at(&mut v4, 8, size);
         g.bench_function(BenchmarkId::new("copy_masked_at_8", name), |b| {
             b.iter(|| copy_masked(black_box(&mut *dst_at_8), black_box(src), black_box(KEY), 0))
