@@ -133,15 +133,11 @@ mod x86 {
         // Up to 31 leading bytes on the portable loop, so that the wide loop
         // stores from a 32-byte boundary.
         let at = to_boundary(buf.as_ptr(), buf.len());
-        let (buf, k) = if at == 0 {
-            (buf, k)
-        } else {
-            let (head, rest) = buf.split_at_mut(at);
-            super::mask_words(head, k);
-            (rest, super::rotate_key(k, at))
-        };
-        if !try_mask_avx2(buf, k) {
-            super::mask_words(buf, k);
+        let (head, rest) = buf.split_at_mut(at);
+        super::mask_words(head, k);
+        let k = super::rotate_key(k, at);
+        if !try_mask_avx2(rest, k) {
+            super::mask_words(rest, k);
         }
     }
 
