@@ -150,7 +150,7 @@ w("")
 # Paired: each repetition runs the servers one after another, within
 # seconds, so a ratio within one repetition cancels the machine's slow
 # shifts in speed that a ratio of medians taken minutes apart does not.
-def paired(server, case, field, invert=False):
+def paired(server, case, field, invert=False, ref="raw-tcp"):
     out = []
     reps_seen = sorted({r.get("rep") for r in rows if r.get("kind") == "throughput"
                         and r.get("rep") is not None and r["case"] == case})
@@ -160,10 +160,12 @@ def paired(server, case, field, invert=False):
                 if (r.get("kind") == "throughput" and r["server"] == s and r["case"] == case
                         and r.get("rep") == rep and r.get("run") and r["run"].get(field)):
                     return r["run"][field]
-        a, b = one(server), one("raw-tcp")
+        a, b = one(server), one(ref)
         if a and b:
             out.append(b / a if invert else a / b)
     return out
+def cell(v):
+    return "-" if not v else f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})"
 if any(r.get("rep") is not None for r in rows):
     w("## Paired ratio to raw TCP (median of per-repetition ratios, min-max in brackets)\n")
     w("Each repetition's runs of all servers follow each other within seconds; the ratio "
@@ -173,8 +175,6 @@ if any(r.get("rep") is not None for r in rows):
     w("| case | " + " | ".join(f"{s} msg/s" for s in servers[1:]) + " | "
       + " | ".join(f"{s} CPU" for s in servers[1:]) + " |")
     w("|---" * (2 * len(servers) - 1) + "|")
-    def cell(v):
-        return "-" if not v else f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})"
     for c in cases:
         cells = [cell(paired(s, c, "msg_per_s")) for s in servers[1:]]
         cells += [cell(paired(s, c, "server_cpu_us_per_msg", invert=True)) for s in servers[1:]]
@@ -184,19 +184,6 @@ if any(r.get("rep") is not None for r in rows):
 # frame's size. At 16 KiB the few header bytes alone cost the kernel a few
 # per cent (page fragments no longer line up with messages), which no
 # WebSocket echo can avoid; this shows how much of a gap that is.
-def paired_to(server, ref, case):
-    out = []
-    for rep in sorted({r.get("rep") for r in rows if r.get("kind") == "throughput"
-                       and r.get("rep") is not None and r["case"] == case}):
-        def one(s):
-            for r in rows:
-                if (r.get("kind") == "throughput" and r["server"] == s and r["case"] == case
-                        and r.get("rep") == rep and r.get("run") and r["run"].get("msg_per_s")):
-                    return r["run"]["msg_per_s"]
-        a, b = one(server), one(ref)
-        if a and b:
-            out.append(a / b)
-    return out
 if any(r.get("server") == "raw-tcp-wire" for r in rows):
     w("## Raw TCP at the WebSocket wire size (paired, median of per-repetition ratios)\n")
     w("`raw-tcp-wire`: the raw-TCP echo with messages as long as the client's WebSocket frame "
@@ -207,13 +194,11 @@ if any(r.get("server") == "raw-tcp-wire" for r in rows):
     ws_servers = ["wsreactor", "tokio-tungstenite", "fastwebsockets"]
     w("| case | raw-tcp-wire msg/s | raw-tcp-wire / raw-tcp | " + " | ".join(f"{s} / raw-tcp-wire" for s in ws_servers) + " |")
     w("|---" * (3 + len(ws_servers)) + "|")
-    def cell2(v):
-        return "-" if not v else f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})"
     for c in cases:
         rs = runs("throughput", "raw-tcp-wire", c)
         m = fmt(med([r["msg_per_s"] for r in rs])) if rs else "-"
-        cells = [m, cell2(paired_to("raw-tcp-wire", "raw-tcp", c))]
-        cells += [cell2(paired_to(s, "raw-tcp-wire", c)) for s in ws_servers]
+        cells = [m, cell(paired("raw-tcp-wire", c, "msg_per_s"))]
+        cells += [cell(paired(s, c, "msg_per_s", ref="raw-tcp-wire")) for s in ws_servers]
         w(f"| {labels[c]} | " + " | ".join(cells) + " |")
     w("")
 w("## wsreactor relative to each peer (median / median)\n")
