@@ -37,6 +37,7 @@ impl LazyBuf {
 
     /// Hold exactly `bytes`, reusing the memory already held; hold no memory
     /// if `bytes` is empty.
+    ///
     /// Inlined for its common case, nothing to hold and nothing held.
     #[cfg(feature = "net")]
     #[inline]
