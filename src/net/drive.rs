@@ -578,7 +578,9 @@ fn frames<H: Handler>(
                     let cork = consumed < input_len;
                     // Taken before the event shares `input`, for `InPlace`.
                     let base = input.as_mut_ptr();
-                    let event = rx.event(ready, input);
+                    #[allow(unsafe_code)]
+                    // SAFETY: `ready` is from the `decode` just made on `input`.
+                    let event = unsafe { rx.event(ready, input) };
                     let in_place = match event {
                         #[allow(unsafe_code)]
                         // SAFETY: `base..base + input_len` is `input`, a

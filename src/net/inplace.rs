@@ -105,7 +105,8 @@ mod tests {
         let input_len = input.len();
         let (consumed, ready) = rx.decode(input, tx).unwrap();
         let base = input.as_mut_ptr();
-        let Event::Message(msg) = rx.event(ready.unwrap(), input) else {
+        // SAFETY: `ready` is from the `decode` just made on `input`.
+        let Event::Message(msg) = (unsafe { rx.event(ready.unwrap(), input) }) else {
             panic!("no message")
         };
         // SAFETY: as in `drive::frames`: `input` is only shared with `msg`.
