@@ -13,6 +13,9 @@
 #      payload size (the reference every ratio is taken to) and of the size
 #      of the client's WebSocket frame ("raw-tcp-wire": the same bytes on
 #      the wire as the WebSocket echo, which matters to the kernel at 16 KiB);
+#   1b. equal offered load, open loop (`bench --rate`): every server at the
+#      same fixed rate (100 x 20 B at 80k msg/s, 200 x 16 KiB at 40k), its
+#      CPU per echo compared with raw TCP's, the generator no co-bottleneck;
 #   2. single-connection latency (1 x 20 B, binary);
 #   3. memory: the server's RSS with 10,000 idle connections (opened by
 #      benches/peers idle-conns from 127.0.0.2-127.0.0.11, WebSocket
@@ -21,8 +24,8 @@
 # Writes benches/results/<date>.md (medians, min-max spread, ratios to raw TCP
 # and to each peer, CPU of server and generator), <date>.svg (the chart) and
 # <date>.jsonl (every run's raw JSON). --quick: two repetitions, under
-# 5 minutes. The full run (10 repetitions of 0.5 s + 1.5 s) takes about
-# 10 minutes.
+# 5 minutes. The full run (10 repetitions of 0.5 s + 1.5 s, 3 of the equal
+# load) takes about 12 minutes.
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
 # Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
@@ -39,7 +42,7 @@ case "${1:-}" in
   --quick) QUICK=1 ;;
   --report) REPORT_ONLY=${2:?--report needs a results .jsonl file} ;;
   "") ;;
-  -h|--help) sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--quick | --report RESULTS.jsonl]" >&2; exit 2 ;;
 esac
 
@@ -48,10 +51,10 @@ esac
 # repetition's runs close together.
 if ((QUICK)); then
   REPS=${BENCH_REPS:-2}; DURATION=${BENCH_DURATION:-1.5}; WARMUP=${BENCH_WARMUP:-0.5}
-  LAT_DURATION=3
+  LAT_DURATION=3; EQUAL_REPS=1; EQUAL_DURATION=2
 else
   REPS=${BENCH_REPS:-10}; DURATION=${BENCH_DURATION:-1.5}; WARMUP=${BENCH_WARMUP:-0.5}
-  LAT_DURATION=8
+  LAT_DURATION=8; EQUAL_REPS=3; EQUAL_DURATION=3
 fi
 IDLE_CONNS=10000
 PORT_BASE=${BENCH_PORT_BASE:-19300}
@@ -150,14 +153,14 @@ w("")
 # Paired: each repetition runs the servers one after another, within
 # seconds, so a ratio within one repetition cancels the machine's slow
 # shifts in speed that a ratio of medians taken minutes apart does not.
-def paired(server, case, field, invert=False, ref="raw-tcp"):
+def paired(server, case, field, invert=False, ref="raw-tcp", kind="throughput"):
     out = []
-    reps_seen = sorted({r.get("rep") for r in rows if r.get("kind") == "throughput"
+    reps_seen = sorted({r.get("rep") for r in rows if r.get("kind") == kind
                         and r.get("rep") is not None and r["case"] == case})
     for rep in reps_seen:
         def one(s):
             for r in rows:
-                if (r.get("kind") == "throughput" and r["server"] == s and r["case"] == case
+                if (r.get("kind") == kind and r["server"] == s and r["case"] == case
                         and r.get("rep") == rep and r.get("run") and r["run"].get(field)):
                     return r["run"][field]
         a, b = one(server), one(ref)
@@ -249,6 +252,32 @@ for c in cases:
             w(f"| {labels[c]} | {s} | {t['med']:,.0f} | {pct(t['scpu'])} | {pct(t['gcpu'])} | "
               f"{pct(t['swait'])} | {pct(t['gwait'])} | {t['p50']:.1f} | {t['p99']:.1f} |")
 w("")
+equal = sorted({r["case"] for r in rows if r.get("kind") == "equal-load"}, key=cases.index)
+if equal:
+    w("## Equal offered load (open loop): server CPU per echo\n")
+    w("`wsreactor bench --rate R`: every server gets the same R messages per second, sent on a "
+      "schedule whether or not earlier echoes came back, at a rate each sustains here. The "
+      "generator is then no co-bottleneck, and the servers differ only in the CPU they spend "
+      "per echo (microseconds of user + system time, median; wake-ups from idle make it higher "
+      "than in the closed loop). `raw / server`: the paired ratio of raw TCP's CPU per echo to "
+      "the server's, median of repetitions (min-max; 1.00 = as cheap as raw TCP). Round trips "
+      "are timed from when each message was due.\n")
+    w("| case | server | sent msg/s | server CPU | CPU per echo (us) | raw / server | p50 us | p99 us |")
+    w("|---|---|---|---|---|---|---|---|")
+    for c in equal:
+        for s in servers:
+            rs = runs("equal-load", s, c)
+            if not rs:
+                w(f"| {labels[c]} | {s} | not sustained | - | - | - | - | - |")
+                continue
+            rate = rs[0].get("rate") or 0
+            cpu_us = med([r["server_cpu_us_per_msg"] for r in rs if r.get("server_cpu_us_per_msg")])
+            rat = "-" if s == "raw-tcp" else cell(paired(s, c, "server_cpu_us_per_msg", invert=True, kind="equal-load"))
+            w(f"| {labels[c]} at {rate:,.0f}/s | {s} | {med([r['sent_per_s'] for r in rs]):,.0f} | "
+              f"{pct(med([r['server_cpu_pct'] for r in rs if r.get('server_cpu_pct') is not None]))} | "
+              f"{us(cpu_us)} | {rat} | {med([r['latency_us']['p50'] for r in rs]):.1f} | "
+              f"{med([r['latency_us']['p99'] for r in rs]):.1f} |")
+    w("")
 w("## Single-connection latency (1 connection x 20 B, round trip, microseconds)\n")
 w("| server | msg/s | p50 | p90 | p99 | p99.9 | max |")
 w("|---|---|---|---|---|---|---|")
@@ -471,8 +500,9 @@ trap 'exit 130' INT TERM
 CASES=("100x20B:100:20:binary" "10x1KiB:10:1024:binary" "200x16KiB:200:16384:binary"
        "500x16KiB:500:16384:binary" "100x20B-text:100:20:text")
 
-bench_run() {  # server case-name conns size kind duration warmup extra-json-fields
+bench_run() {  # server case-name conns size kind duration warmup tag [extra bench args]
   local server=$1 name=$2 conns=$3 size=$4 kind=$5 dur=$6 warm=$7 tag=$8
+  local extra=(${9:-})
   local port; port=$(port_of "$server")
   local mode=(--url "ws://127.0.0.1:$port/")
   [[ $server == raw-tcp* ]] && mode=(--mode tcp --url "127.0.0.1:$port")
@@ -489,7 +519,7 @@ bench_run() {  # server case-name conns size kind duration warmup extra-json-fie
   limit=$(awk -v d="$dur" -v w="$warm" 'BEGIN { print int(d + w) + 60 }')
   if json=$(timeout "$limit" taskset -c "$CCPU" "$WSR" bench "${mode[@]}" \
         --connections "$conns" --size "$size" "--$kind" --duration "$dur" --warmup "$warm" \
-        --server-pid "$SERVER_PID" --json -q 2>>"$LOGDIR/bench.log"); then
+        "${extra[@]}" --server-pid "$SERVER_PID" --json -q 2>>"$LOGDIR/bench.log"); then
     echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":$json}" >> "$RAW"
     python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   %-18s %-13s %10.0f msg/s  p50 %7.1f us  p99 %8.1f us  cpu server %3.0f%% generator %3.0f%%" % (sys.argv[2], sys.argv[3], r["msg_per_s"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["server_cpu_pct"] or 0, r["generator_cpu_pct"] or 0))' "$json" "$server" "$name" >&2
   else
@@ -515,6 +545,24 @@ for ((rep = 0; rep < REPS; rep++)); do
     for ((i = 0; i < n; i++)); do
       server=${THROUGHPUT_SERVERS[$(((i + rep) % n))]}
       bench_run "$server" "$name" "$conns" "$size" "$kind" "$DURATION" "$WARMUP" throughput
+    done
+  done
+done
+
+# ---- 1b. equal offered load (open loop) -------------------------------------
+# Every server gets the same fixed rate, below what each sustains here, and
+# what is compared is its CPU per echo: the generator is not a co-bottleneck
+# as it is in the closed loop. name:connections:size:rate
+EQUAL_CASES=("100x20B:100:20:80000" "200x16KiB:200:16384:40000")
+echo "== equal load: $EQUAL_REPS repetition(s), ${WARMUP}s warm-up + ${EQUAL_DURATION}s per run" >&2
+for ((rep = 0; rep < EQUAL_REPS; rep++)); do
+  REP=$rep
+  for c in "${EQUAL_CASES[@]}"; do
+    IFS=: read -r name conns size rate <<<"$c"
+    n=${#SERVERS[@]}
+    for ((i = 0; i < n; i++)); do
+      server=${SERVERS[$(((i + rep) % n))]}
+      bench_run "$server" "$name" "$conns" "$size" binary "$EQUAL_DURATION" "$WARMUP" equal-load "--rate $rate"
     done
   done
 done

@@ -1,9 +1,14 @@
-//! `wsreactor bench`: a closed-loop echo load generator.
+//! `wsreactor bench`: an echo load generator, closed or open loop.
 //!
-//! Every connection sends a message and waits for its echo before sending
-//! the next (uWebSockets' `benchmarks/load_test.c` does the same, and most
-//! published WebSocket figures come from it); `--pipeline K` keeps K in
-//! flight instead. Each echo is checked (length, the sequence number stamped
+//! Closed loop (the default): every connection sends a message and waits for
+//! its echo before sending the next (uWebSockets' `benchmarks/load_test.c`
+//! does the same, and most published WebSocket figures come from it);
+//! `--pipeline K` keeps K in flight instead. Open loop (`--rate R`): messages
+//! leave on a fixed schedule, R per second in all, round robin over the
+//! connections, whether or not earlier echoes came back; servers are then
+//! compared at the same offered load (their CPU per echo), and a round trip
+//! is timed from when its message was due, so a stalled server cannot hide
+//! its stall by slowing the sender. Each echo is checked (length, the sequence number stamped
 //! into its first 16 bytes, and the rest of the payload against the pattern
 //! it was sent with) and its round trip goes into an HDR histogram.
 //!
@@ -32,7 +37,7 @@ use wsreactor::net::WsUrl;
 use wsreactor::{ConnId, Control, Ctx, Handler, Message, Reactor, Remote, ServerConfig};
 
 const USAGE: &str = "\
-wsreactor bench: closed-loop echo load generator
+wsreactor bench: echo load generator (closed or open loop)
 
 USAGE:
     wsreactor bench --url ws://HOST:PORT/ [OPTIONS]
@@ -52,6 +57,12 @@ OPTIONS:
     --warmup SECS        Time before measuring starts, counted once all
                          connections are open [default: 2]
     --pipeline K         Messages in flight per connection [default: 1]
+    --rate MSGS          Open loop: send MSGS messages per second in all, on
+                         a schedule, round robin over the connections,
+                         without waiting for echoes; round trips are timed
+                         from when each message was due. The generator then
+                         polls without sleeping (~100% of its core)
+                         [default: closed loop]
     --mode ws|tcp        WebSocket on wsreactor's client reactor, or raw TCP
                          (no framing) against a TCP echo server [default: ws]
     --server-pid PID     Also report the CPU time of this process (the
@@ -69,6 +80,16 @@ const CONNECT_LIMIT: Duration = Duration::from_secs(30);
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Bytes of each payload that carry its sequence number (as hex).
 const STAMP: usize = 16;
+/// Open loop: echoes one connection may owe before the run fails (the
+/// server is not keeping up with the rate).
+const OPEN_LOOP_BACKLOG: usize = 1000;
+
+/// Why an open-loop run failed: a connection's backlog reached the limit.
+fn behind() -> String {
+    format!(
+        "the server fell {OPEN_LOOP_BACKLOG} echoes behind on a connection: it does not sustain --rate"
+    )
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -85,6 +106,8 @@ struct Options {
     duration: Duration,
     warmup: Duration,
     pipeline: usize,
+    /// Open loop: messages per second in all.
+    rate: Option<f64>,
     mode: Mode,
     server_pid: Option<u32>,
     json: bool,
@@ -123,6 +146,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
         duration: Duration::from_secs(10),
         warmup: Duration::from_secs(2),
         pipeline: 1,
+        rate: None,
         mode: Mode::Ws,
         server_pid: None,
         json: false,
@@ -139,6 +163,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
             Long("duration") => o.duration = secs(&mut parser, "--duration")?,
             Long("warmup") => o.warmup = secs(&mut parser, "--warmup")?,
             Long("pipeline") => o.pipeline = number(&mut parser, "--pipeline")?,
+            Long("rate") => o.rate = Some(number(&mut parser, "--rate")?),
             Long("mode") => {
                 o.mode = match string(&mut parser, "--mode")?.as_str() {
                     "ws" => Mode::Ws,
@@ -169,6 +194,14 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
     }
     if o.mode == Mode::Tcp && o.size == 0 {
         return Err("--mode tcp needs --size of at least 1 (raw TCP has no empty messages)".into());
+    }
+    if let Some(rate) = o.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err("--rate must be a positive number of messages per second".into());
+        }
+        if o.pipeline != 1 {
+            return Err("--pipeline is for the closed loop; with --rate the schedule sets how many messages are in flight".into());
+        }
     }
     if o.duration.is_zero() {
         return Err("--duration must be more than 0".into());
@@ -271,6 +304,40 @@ fn hex_stamp(seq: u64) -> [u8; STAMP] {
 }
 
 // ---------------------------------------------------------------------------
+// The open loop's schedule.
+
+/// When each message of an open-loop run is due: message `k` (counted over
+/// all connections) at `start + k / rate`.
+struct Pacer {
+    start: Instant,
+    /// Seconds between two messages.
+    interval: f64,
+    /// The next message to send.
+    next: u64,
+}
+
+impl Pacer {
+    fn new(rate: f64, start: Instant) -> Self {
+        Self {
+            start,
+            interval: 1.0 / rate,
+            next: 0,
+        }
+    }
+
+    /// The next message if it is due by `now`: its number and the time it
+    /// was due (which its round trip is timed from).
+    fn next_due(&mut self, now: Instant) -> Option<(u64, Instant)> {
+        let at = self.start + Duration::from_secs_f64(self.next as f64 * self.interval);
+        if at > now {
+            return None;
+        }
+        self.next += 1;
+        Some((self.next - 1, at))
+    }
+}
+
+// ---------------------------------------------------------------------------
 // The meter: phases, per-second progress, the histogram, CPU times.
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -297,6 +364,8 @@ struct Meter {
     interval_msgs: u64,
     /// Echoes in the measured interval.
     msgs: u64,
+    /// Messages sent in the measured interval.
+    sent: u64,
     elapsed: Duration,
     hist: Histogram<u64>,
     per_second: Vec<f64>,
@@ -326,6 +395,7 @@ impl Meter {
             interval_start: now,
             interval_msgs: 0,
             msgs: 0,
+            sent: 0,
             elapsed: Duration::ZERO,
             // 1 ns .. 60 s at 3 significant digits.
             hist: Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds"),
@@ -351,6 +421,14 @@ impl Meter {
         }
     }
 
+    /// A message was sent.
+    #[inline]
+    fn sent(&mut self) {
+        if self.phase == Phase::Measure {
+            self.sent += 1;
+        }
+    }
+
     /// All connections are open: the warm-up starts now.
     fn begin(&mut self, now: Instant) {
         self.phase = Phase::Warmup;
@@ -366,6 +444,7 @@ impl Meter {
         self.phase = Phase::Measure;
         self.measure_start = now;
         self.msgs = 0;
+        self.sent = 0;
         self.hist.reset();
         self.cpu_self = cpu_ticks("self");
         self.cpu_server = self.server_pid.and_then(|p| cpu_ticks(&p.to_string()));
@@ -492,6 +571,7 @@ fn group(n: u64) -> String {
 
 struct Report {
     msgs: u64,
+    sent: u64,
     elapsed: Duration,
     per_second: Vec<f64>,
     hist: Histogram<u64>,
@@ -505,6 +585,7 @@ impl Report {
     fn from_meter(m: Meter) -> Self {
         Self {
             msgs: m.msgs,
+            sent: m.sent,
             elapsed: m.elapsed,
             per_second: m.per_second,
             hist: m.hist,
@@ -519,6 +600,11 @@ impl Report {
         self.msgs as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Messages sent per second over the measured interval.
+    fn sent_rate(&self) -> f64 {
+        self.sent as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
     fn us(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }
@@ -531,9 +617,13 @@ impl Report {
     fn human(&self, o: &Options) -> String {
         let mut s = String::new();
         let rate = self.rate();
+        let lp = match o.rate {
+            Some(r) => format!("open loop, {} msg/s offered", group(r as u64)),
+            None => format!("pipeline {}", o.pipeline),
+        };
         let _ = writeln!(
             s,
-            "{} {} x {} B {} (pipeline {}), {:.1} s measured after {:.1} s warm-up",
+            "{} {} x {} B {} ({lp}), {:.1} s measured after {:.1} s warm-up",
             o.url,
             o.connections,
             o.size,
@@ -542,10 +632,16 @@ impl Report {
                 (Mode::Ws, true) => "text",
                 (Mode::Ws, false) => "binary",
             },
-            o.pipeline,
             self.elapsed.as_secs_f64(),
             o.warmup.as_secs_f64()
         );
+        if o.rate.is_some() {
+            let _ = writeln!(
+                s,
+                "sent:    {} msg/s (round trips timed from when each was due)",
+                group(self.sent_rate() as u64)
+            );
+        }
         let _ = writeln!(
             s,
             "echoes:  {} msg/s, {:.2} MB/s of payload each way ({} echoes, all checked)",
@@ -615,8 +711,9 @@ impl Report {
         format!(
             concat!(
                 "{{\"url\":\"{}\",\"mode\":\"{}\",\"connections\":{},\"size\":{},",
-                "\"text\":{},\"pipeline\":{},\"warmup_s\":{:.3},\"elapsed_s\":{:.3},",
-                "\"messages\":{},\"msg_per_s\":{:.1},\"mb_per_s\":{:.3},",
+                "\"text\":{},\"pipeline\":{},\"rate\":{},\"warmup_s\":{:.3},",
+                "\"elapsed_s\":{:.3},\"messages\":{},\"msg_per_s\":{:.1},",
+                "\"sent_per_s\":{:.1},\"mb_per_s\":{:.3},",
                 "\"per_second\":[{}],",
                 "\"latency_us\":{{\"p50\":{:.2},\"p90\":{:.2},\"p99\":{:.2},",
                 "\"p99_9\":{:.2},\"max\":{:.2},\"mean\":{:.2}}},",
@@ -630,10 +727,12 @@ impl Report {
             o.size,
             o.text,
             o.pipeline,
+            num(o.rate),
             o.warmup.as_secs_f64(),
             self.elapsed.as_secs_f64(),
             self.msgs,
             rate,
+            self.sent_rate(),
             rate * o.size as f64 / 1e6,
             per_second.join(","),
             self.us(0.5),
@@ -664,14 +763,29 @@ struct WsConn {
     /// Messages sent and echoes received.
     sent: u64,
     received: u64,
-    /// Send times of the messages in flight, oldest first.
+    /// Send times (open loop: due times) of the messages in flight, oldest
+    /// first.
     in_flight: VecDeque<Instant>,
+}
+
+/// A payload as the message to send: text (it is ASCII) or binary.
+fn as_message(data: &[u8], text: bool) -> Message<'_> {
+    if !text {
+        return Message::Binary(data);
+    }
+    match std::str::from_utf8(data) {
+        Ok(t) => Message::Text(t),
+        Err(_) => unreachable!("the payload is ASCII"),
+    }
 }
 
 struct WsBench {
     url: String,
     target: usize,
     pipeline: usize,
+    /// Open loop: the rate, and once the warm-up starts its schedule.
+    rate: Option<f64>,
+    pacer: Option<Pacer>,
     text: bool,
     payload: Payload,
     /// Indexed by `ConnId::index()`.
@@ -705,18 +819,44 @@ impl WsBench {
             return;
         };
         let data = self.payload.stamped(c.sent);
-        let sent = if self.text {
-            // The payload is ASCII: valid UTF-8 by construction.
-            match std::str::from_utf8(data) {
-                Ok(t) => ctx.send_text(t),
-                Err(_) => unreachable!("the payload is ASCII"),
-            }
-        } else {
-            ctx.send_binary(data)
-        };
-        if sent.is_ok() {
+        if ctx.send(as_message(data, self.text)).is_ok() {
             c.sent += 1;
             c.in_flight.push_back(now);
+            self.meter.sent();
+        }
+    }
+
+    /// Open loop: send every message due by `now`, each on its connection
+    /// in turn, then wake the loop again at once. The reactor's timers have
+    /// millisecond resolution; waking it every round instead keeps the
+    /// generator polling without sleeping (a core's worth of CPU, which it
+    /// has to itself), so messages leave within microseconds of when they
+    /// are due, as in `--mode tcp`, which polls with a zero timeout.
+    fn send_due(&mut self, ctl: &mut Control<'_>, now: Instant) {
+        let Some(pacer) = &mut self.pacer else {
+            return;
+        };
+        if let Some(r) = &self.remote {
+            r.wake();
+        }
+        while let Some((k, due)) = pacer.next_due(now) {
+            let id = self.ids[(k % self.ids.len() as u64) as usize];
+            let Some(Some(c)) = self.conns.get_mut(id.index()) else {
+                continue;
+            };
+            if c.in_flight.len() >= OPEN_LOOP_BACKLOG {
+                self.fail(behind());
+                return;
+            }
+            let data = self.payload.stamped(c.sent);
+            if let Err(e) = ctl.send(id, as_message(data, self.text)) {
+                let why = format!("send: {e}");
+                self.fail(why);
+                return;
+            }
+            c.sent += 1;
+            c.in_flight.push_back(due);
+            self.meter.sent();
         }
     }
 
@@ -752,8 +892,10 @@ impl Handler for WsBench {
         self.opened += 1;
         self.open_now += 1;
         let now = Instant::now();
-        for _ in 0..self.pipeline {
-            self.send_next(ctx, now);
+        if self.rate.is_none() {
+            for _ in 0..self.pipeline {
+                self.send_next(ctx, now);
+            }
         }
         // More connects, or the start of the warm-up: both need a Control.
         if let Some(r) = &self.remote {
@@ -785,7 +927,7 @@ impl Handler for WsBench {
         if let Some(t) = sent_at {
             self.meter.record(now.duration_since(t));
         }
-        if !self.closing {
+        if !self.closing && self.rate.is_none() {
             self.send_next(ctx, now);
         }
     }
@@ -815,12 +957,19 @@ impl Handler for WsBench {
 
     fn on_wake(&mut self, ctl: &mut Control<'_>) {
         if self.meter.phase != Phase::Ramp {
+            if !self.closing && self.error.is_none() {
+                self.send_due(ctl, Instant::now());
+            }
             return;
         }
         let now = Instant::now();
         if self.opened == self.target {
             self.meter.begin(now);
             ctl.set_timer(self.meter.next_tick(now), TICK);
+            if let Some(rate) = self.rate {
+                self.pacer = Some(Pacer::new(rate, now));
+                self.send_due(ctl, now);
+            }
         } else if now > self.ramp_deadline {
             self.fail(format!(
                 "only {} of {} connections opened in {CONNECT_LIMIT:?}",
@@ -868,6 +1017,8 @@ fn run_ws(o: &Options) -> Result<Report, String> {
             url: o.url.clone(),
             target: o.connections,
             pipeline: o.pipeline,
+            rate: o.rate,
+            pacer: None,
             text: o.text,
             payload: Payload::new(o.size),
             conns: Vec::new(),
@@ -933,10 +1084,12 @@ struct TcpBench {
 }
 
 impl TcpBench {
-    fn send_next(&mut self, c: &mut TcpConn, now: Instant) -> io::Result<()> {
+    /// Send the next message on `c`; its round trip is timed from `at`.
+    fn send_next(&mut self, c: &mut TcpConn, at: Instant, meter: &mut Meter) -> io::Result<()> {
         let data = self.payload.stamped(c.sent);
         c.sent += 1;
-        c.in_flight.push_back(now);
+        c.in_flight.push_back(at);
+        meter.sent();
         if !c.out.is_empty() {
             c.out.extend_from_slice(data);
             return Ok(());
@@ -1000,7 +1153,8 @@ impl TcpBench {
                     };
                     meter.record(now.duration_since(t));
                     if sending {
-                        self.send_next(c, now).map_err(|e| format!("write: {e}"))?;
+                        self.send_next(c, now, meter)
+                            .map_err(|e| format!("write: {e}"))?;
                     }
                 }
             }
@@ -1034,6 +1188,7 @@ fn run_tcp(o: &Options) -> Result<Report, String> {
     };
     let mut conns: Vec<TcpConn> = Vec::with_capacity(o.connections);
     let mut opened = 0;
+    let mut pacer: Option<Pacer> = None;
     let ramp_deadline = Instant::now() + CONNECT_LIMIT;
     let connect = |poll: &Poll, conns: &mut Vec<TcpConn>| -> Result<(), String> {
         let mut stream = TcpStream::connect(addr).map_err(|e| format!("connect: {e}"))?;
@@ -1070,6 +1225,8 @@ fn run_tcp(o: &Options) -> Result<Report, String> {
                 }
                 Some(Duration::from_millis(100))
             }
+            // Open loop: poll without sleeping (see `WsBench::send_due`).
+            _ if pacer.is_some() => Some(Duration::ZERO),
             _ => Some(meter.next_tick(now)),
         };
         match poll.poll(&mut events, timeout) {
@@ -1094,15 +1251,19 @@ fn run_tcp(o: &Options) -> Result<Report, String> {
                 let _ = c.stream.set_nodelay(true);
                 opened += 1;
                 let now = Instant::now();
-                for _ in 0..bench.pipeline {
-                    bench.send_next(c, now).map_err(|e| format!("write: {e}"))?;
+                if o.rate.is_none() {
+                    for _ in 0..bench.pipeline {
+                        bench
+                            .send_next(c, now, &mut meter)
+                            .map_err(|e| format!("write: {e}"))?;
+                    }
                 }
             }
             if event.is_writable() && !c.out.is_empty() {
                 TcpBench::flush(c).map_err(|e| format!("write: {e}"))?;
             }
             if event.is_readable() || event.is_read_closed() || event.is_error() {
-                bench.read(c, &mut rbuf, &mut meter, true)?;
+                bench.read(c, &mut rbuf, &mut meter, o.rate.is_none())?;
             }
         }
         let now = Instant::now();
@@ -1112,9 +1273,22 @@ fn run_tcp(o: &Options) -> Result<Report, String> {
             }
             if opened == o.connections {
                 meter.begin(now);
+                pacer = o.rate.map(|r| Pacer::new(r, now));
             }
         } else if !meter.tick(now) {
             break;
+        }
+        if let Some(p) = &mut pacer {
+            while let Some((k, due)) = p.next_due(now) {
+                let n = conns.len() as u64;
+                let c = &mut conns[(k % n) as usize];
+                if c.in_flight.len() >= OPEN_LOOP_BACKLOG {
+                    return Err(behind());
+                }
+                bench
+                    .send_next(c, due, &mut meter)
+                    .map_err(|e| format!("write: {e}"))?;
+            }
         }
     }
     drop(conns);
@@ -1154,6 +1328,30 @@ mod tests {
                 assert!(p.check(42, &sent[..size - 1]).is_err());
             }
         }
+    }
+
+    #[test]
+    fn pacer_releases_each_message_at_its_time() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pacer::new(1000.0, t0);
+        // Message 0 is due at once, message k at k ms.
+        assert_eq!(p.next_due(t0), Some((0, t0)));
+        assert_eq!(p.next_due(t0), None);
+        assert_eq!(p.next_due(t0 + ms(3)), Some((1, t0 + ms(1))));
+        assert_eq!(p.next_due(t0 + ms(3)), Some((2, t0 + ms(2))));
+        assert_eq!(p.next_due(t0 + ms(3)), Some((3, t0 + ms(3))));
+        assert_eq!(p.next_due(t0 + ms(3)), None);
+        // A late caller gets everything it missed, with the times it was due.
+        let late: Vec<u64> =
+            std::iter::from_fn(|| p.next_due(t0 + ms(10)).map(|(k, _)| k)).collect();
+        assert_eq!(late, (4..=10).collect::<Vec<_>>());
+        // Over a second at 2,500/s: 2,501 messages (0 through 2,500).
+        let mut q = Pacer::new(2500.0, t0);
+        assert_eq!(
+            std::iter::from_fn(|| q.next_due(t0 + ms(1000))).count(),
+            2501
+        );
     }
 
     #[test]
