@@ -327,8 +327,10 @@ impl Receiver {
             }
             Ready::Assembled(op) => {
                 let bytes = self.buf.as_slice();
-                // SAFETY: as above; `decode` validated the assembly buffer
-                // and only `decode` (`&mut self`) changes it.
+                // SAFETY: as above: `decode` only returns a text `Ready`
+                // when every byte in the assembly buffer passed the
+                // validator (a failure releases the buffer), and no other
+                // method adds bytes to it.
                 Event::Message(unsafe { message(op, bytes) })
             }
             Ready::Control { op, start, end } => {
