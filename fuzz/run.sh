@@ -14,9 +14,9 @@
 # -Zsanitizer and -C llvm-args flags cargo-fuzz passes. See fuzz/README.md.
 #
 # FUZZ_SANITIZER=address (or leak, memory, thread) builds with that
-# sanitizer; the default is none: the crate's only `unsafe` is the call of
-# the AVX2 build of the (safe) masking loop after the CPU check, and
-# AddressSanitizer costs about 3.4x in executions per second.
+# sanitizer; the default is none: the crate's few `unsafe` uses are listed
+# in fuzz/README.md, and AddressSanitizer costs about 3.4x in executions per
+# second.
 set -euo pipefail
 
 secs=${1:-60}
