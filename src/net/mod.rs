@@ -5,6 +5,7 @@
 //! in place, and hands borrowed messages to the [`Handler`](crate::Handler).
 //! Accepted and outgoing (client) connections live in the same loop.
 
+mod alarm;
 mod conn;
 mod ctx;
 mod drive;

@@ -16,6 +16,7 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
+use super::alarm::{alarm, Alarm};
 use super::conn::{ClientSetup, Conn, Flag, State};
 use super::ctx::{ConnId, Link, Sent};
 use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
@@ -30,6 +31,7 @@ use crate::server::{Handler, ServerConfig};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+const ALARM: Token = Token(usize::MAX - 3);
 /// Slab keys at or above this are never handed out: the tokens above are
 /// taken, and timer entries store keys in 32 bits.
 const MAX_KEY: usize = {
@@ -125,6 +127,8 @@ pub struct Reactor<H> {
     refused_lingering: usize,
     /// Where a client masks what it sends; grows to the largest message.
     scratch: Vec<u8>,
+    /// Wakes the poll for the next deadline; without it the poll times out.
+    alarm: Option<Alarm>,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -135,6 +139,7 @@ impl<H: Handler> Reactor<H> {
     pub fn new(config: ServerConfig, handler: H) -> io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let alarm = alarm(poll.registry(), ALARM);
         let remote = Remote {
             flags: Arc::default(),
             waker,
@@ -159,6 +164,7 @@ impl<H: Handler> Reactor<H> {
             shutdown_deadline: None,
             refused_lingering: 0,
             scratch: Vec::new(),
+            alarm,
         })
     }
 
@@ -237,10 +243,25 @@ impl<H: Handler> Reactor<H> {
             if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(now) {
                 return Ok(self.finish());
             }
-            let mut timeout = self.poll_timeout(now);
+            let next = self.next_deadline();
+            let mut timeout = next.map(|when| when.since(now));
             if timeout.is_some_and(|t| t < FRESH_CLOCK_BELOW) {
                 now = Tick::now();
-                timeout = self.poll_timeout(now);
+                timeout = next.map(|when| when.since(now));
+            }
+            // With the alarm set for the deadline, sleep without a timeout
+            // (see `alarm`); a deadline already due is a poll that does not
+            // sleep either way.
+            if timeout != Some(Duration::ZERO) {
+                if let Some(alarm) = &mut self.alarm {
+                    match alarm.set(next, now) {
+                        Ok(()) => timeout = None,
+                        Err(e) => {
+                            log::warn!("cannot set the timerfd ({e}): the poll times out instead");
+                            self.alarm = None;
+                        }
+                    }
+                }
             }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -255,6 +276,11 @@ impl<H: Handler> Reactor<H> {
                 match event.token() {
                     LISTENER => self.accept(),
                     WAKER => woken = true,
+                    ALARM => {
+                        if let Some(alarm) = &mut self.alarm {
+                            alarm.fired();
+                        }
+                    }
                     Token(key) => {
                         let ready = Readiness {
                             readable: event.is_readable(),
@@ -308,13 +334,11 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// How long the poll may sleep: until the next timer or the shutdown
-    /// deadline.
-    fn poll_timeout(&self, now: Tick) -> Option<Duration> {
-        match (self.timers.timeout(now), self.shutdown_deadline) {
-            (t, None) => t,
-            (None, Some(d)) => Some(d.since(now)),
-            (Some(t), Some(d)) => Some(t.min(d.since(now))),
+    /// When the loop must wake: the next timer or the shutdown deadline.
+    fn next_deadline(&self) -> Option<Tick> {
+        match (self.timers.next(), self.shutdown_deadline) {
+            (Some(t), Some(d)) => Some(t.min(d)),
+            (t, d) => t.or(d),
         }
     }
 

@@ -121,13 +121,19 @@ impl Timers {
         self.app.peek().map(|Reverse((when, _))| *when)
     }
 
-    /// How long the poll may sleep.
-    pub(crate) fn timeout(&self, now: Tick) -> Option<Duration> {
-        let next = match (self.next_conn(), self.next_app()) {
+    /// The earliest entry's time, stale entries included (one that pops
+    /// early only wakes the loop once for nothing).
+    pub(crate) fn next(&self) -> Option<Tick> {
+        match (self.next_conn(), self.next_app()) {
             (Some(c), Some(a)) => Some(c.min(a)),
             (c, a) => c.or(a),
-        };
-        next.map(|when| when.since(now))
+        }
+    }
+
+    /// How long the poll may sleep.
+    #[cfg(test)]
+    pub(crate) fn timeout(&self, now: Tick) -> Option<Duration> {
+        self.next().map(|when| when.since(now))
     }
 
     /// The next entry due at `now`, if any; on a tie the connection's first.
