@@ -16,7 +16,9 @@
 #   1b. equal offered load, open loop (`bench --rate`): every server at the
 #      same fixed rate (100 x 20 B at 80k msg/s, 200 x 16 KiB at 40k), its
 #      CPU per echo compared with raw TCP's, the generator no co-bottleneck;
-#   2. single-connection latency (1 x 20 B, binary);
+#   2. single-connection latency (1 x 20 B, binary), servers interleaved,
+#      a fresh server per run, the median of the runs reported (a single
+#      run can catch one of the VM's slow spells);
 #   3. memory: the server's RSS with 10,000 idle connections (opened by
 #      benches/peers idle-conns from 127.0.0.2-127.0.0.11, WebSocket
 #      handshake done) minus its RSS before, per connection.
@@ -25,7 +27,7 @@
 # and to each peer, CPU of server and generator), <date>.svg (the chart) and
 # <date>.jsonl (every run's raw JSON). --quick: two repetitions, under
 # 5 minutes. The full run (10 repetitions of 0.5 s + 1.5 s, 3 of the equal
-# load) takes about 12 minutes.
+# load, 4 of the latency) takes about 13 minutes.
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
 # Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
@@ -42,7 +44,7 @@ case "${1:-}" in
   --quick) QUICK=1 ;;
   --report) REPORT_ONLY=${2:?--report needs a results .jsonl file} ;;
   "") ;;
-  -h|--help) sed -n '2,33p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "usage: $0 [--quick | --report RESULTS.jsonl]" >&2; exit 2 ;;
 esac
 
@@ -51,10 +53,10 @@ esac
 # repetition's runs close together.
 if ((QUICK)); then
   REPS=${BENCH_REPS:-2}; DURATION=${BENCH_DURATION:-1.5}; WARMUP=${BENCH_WARMUP:-0.5}
-  LAT_DURATION=3; EQUAL_REPS=1; EQUAL_DURATION=2
+  LAT_REPS=2; LAT_DURATION=2; EQUAL_REPS=1; EQUAL_DURATION=2
 else
   REPS=${BENCH_REPS:-10}; DURATION=${BENCH_DURATION:-1.5}; WARMUP=${BENCH_WARMUP:-0.5}
-  LAT_DURATION=8; EQUAL_REPS=3; EQUAL_DURATION=3
+  LAT_REPS=4; LAT_DURATION=3; EQUAL_REPS=3; EQUAL_DURATION=3
 fi
 IDLE_CONNS=10000
 PORT_BASE=${BENCH_PORT_BASE:-19300}
@@ -279,13 +281,18 @@ if equal:
               f"{med([r['latency_us']['p99'] for r in rs]):.1f} |")
     w("")
 w("## Single-connection latency (1 connection x 20 B, round trip, microseconds)\n")
+nlat = max([len(runs("latency", s, "1x20B")) for s in servers] + [0])
+w(f"Median of {nlat} run(s) per server, servers interleaved, a fresh server each run; "
+  "max: the largest of the runs.\n")
 w("| server | msg/s | p50 | p90 | p99 | p99.9 | max |")
 w("|---|---|---|---|---|---|---|")
 for s in servers:
     rs = runs("latency", s, "1x20B")
     if rs:
-        r = rs[0]; l = r["latency_us"]
-        w(f"| {s} | {r['msg_per_s']:,.0f} | {l['p50']:.1f} | {l['p90']:.1f} | {l['p99']:.1f} | {l['p99_9']:.1f} | {l['max']:.1f} |")
+        q = lambda k: med([r["latency_us"][k] for r in rs])
+        top = max(r["latency_us"]["max"] for r in rs)
+        rate = med([r["msg_per_s"] for r in rs])
+        w(f"| {s} | {rate:,.0f} | {q('p50'):.1f} | {q('p90'):.1f} | {q('p99'):.1f} | {q('p99_9'):.1f} | {top:.1f} |")
 w("")
 w("## Memory per idle connection\n")
 w("RSS of the server with 10,000 idle connections (WebSocket handshake done; raw TCP: connected) "
@@ -569,9 +576,13 @@ done
 stop_running
 
 # ---- 2. single-connection latency -------------------------------------------
-echo "== latency: 1 connection x 20 B, ${LAT_DURATION}s" >&2
-for server in "${SERVERS[@]}"; do
-  bench_run "$server" "1x20B" 1 20 binary "$LAT_DURATION" 1 latency
+echo "== latency: 1 connection x 20 B, $LAT_REPS repetition(s) of ${LAT_DURATION}s" >&2
+for ((rep = 0; rep < LAT_REPS; rep++)); do
+  REP=$rep
+  n=${#SERVERS[@]}
+  for ((i = 0; i < n; i++)); do
+    bench_run "${SERVERS[$(((i + rep) % n))]}" "1x20B" 1 20 binary "$LAT_DURATION" 1 latency
+  done
 done
 
 # ---- 3. memory per idle connection ------------------------------------------
