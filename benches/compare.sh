@@ -536,6 +536,14 @@ bench_run() {  # server case-name conns size kind duration warmup tag [extra ben
   if ((own)); then stop_server; else SERVER_PID=; fi
 }
 
+# The servers in the order repetition REP runs them: rotated by REP, so no
+# server always runs first or right after the same one.
+rotation() {  # rep server...
+  local rep=$1; shift
+  local all=("$@") i
+  for ((i = 0; i < $#; i++)); do echo "${all[$(((i + rep) % $#))]}"; done
+}
+
 echo "== throughput: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run; logs in $LOGDIR" >&2
 for server in "${SERVERS[@]}"; do
   start_server "$server"
@@ -548,9 +556,7 @@ for ((rep = 0; rep < REPS; rep++)); do
   echo "-- repetition $((rep + 1))/$REPS" >&2
   for c in "${CASES[@]}"; do
     IFS=: read -r name conns size kind <<<"$c"
-    n=${#THROUGHPUT_SERVERS[@]}
-    for ((i = 0; i < n; i++)); do
-      server=${THROUGHPUT_SERVERS[$(((i + rep) % n))]}
+    for server in $(rotation "$rep" "${THROUGHPUT_SERVERS[@]}"); do
       bench_run "$server" "$name" "$conns" "$size" "$kind" "$DURATION" "$WARMUP" throughput
     done
   done
@@ -566,9 +572,7 @@ for ((rep = 0; rep < EQUAL_REPS; rep++)); do
   REP=$rep
   for c in "${EQUAL_CASES[@]}"; do
     IFS=: read -r name conns size rate <<<"$c"
-    n=${#SERVERS[@]}
-    for ((i = 0; i < n; i++)); do
-      server=${SERVERS[$(((i + rep) % n))]}
+    for server in $(rotation "$rep" "${SERVERS[@]}"); do
       bench_run "$server" "$name" "$conns" "$size" binary "$EQUAL_DURATION" "$WARMUP" equal-load "--rate $rate"
     done
   done
@@ -579,9 +583,8 @@ stop_running
 echo "== latency: 1 connection x 20 B, $LAT_REPS repetition(s) of ${LAT_DURATION}s" >&2
 for ((rep = 0; rep < LAT_REPS; rep++)); do
   REP=$rep
-  n=${#SERVERS[@]}
-  for ((i = 0; i < n; i++)); do
-    bench_run "${SERVERS[$(((i + rep) % n))]}" "1x20B" 1 20 binary "$LAT_DURATION" 1 latency
+  for server in $(rotation "$rep" "${SERVERS[@]}"); do
+    bench_run "$server" "1x20B" 1 20 binary "$LAT_DURATION" 1 latency
   done
 done
 
