@@ -259,14 +259,15 @@ pub enum ReconnectState {
 /// Keeps one client connection to one URL open: after the connection ends
 /// or an attempt fails, it connects again after the [`Backoff`] delay.
 ///
-/// The reactor's callbacks do not all get a [`Control`]
-/// ([`Handler::on_close`](crate::Handler::on_close) and
-/// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed) get
-/// none), so the reconnector asks for one by waking the loop through its
-/// [`Remote`]: the next [`Handler::on_wake`](crate::Handler::on_wake) sets
-/// the backoff timer, and [`Handler::on_timer`](crate::Handler::on_timer)
-/// connects. The handler forwards these callbacks; each forwarding method
-/// says whether the event was the reconnector's.
+/// [`Handler::on_close`](crate::Handler::on_close) and
+/// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed) set the
+/// backoff timer through their [`Control`], and
+/// [`Handler::on_timer`](crate::Handler::on_timer) connects. The first
+/// attempt is started from another thread or before the loop runs by
+/// [`Reconnector::start`], which wakes the loop through its [`Remote`]
+/// ([`Handler::on_wake`](crate::Handler::on_wake) then connects). The
+/// handler forwards these callbacks; each forwarding method says whether the
+/// event was the reconnector's.
 ///
 /// ```no_run
 /// use wsreactor::client::{ReconnectPolicy, Reconnector};
@@ -287,11 +288,12 @@ pub enum ReconnectState {
 ///     fn on_message(&mut self, _ctx: &mut Ctx<'_>, msg: Message<'_>) {
 ///         println!("{msg:?}");
 ///     }
-///     fn on_close(&mut self, id: ConnId, _code: u16, _reason: &str) {
-///         self.link.on_close(id);
+///     fn on_close(&mut self, ctx: &mut Ctx<'_>, _code: u16, _reason: &str) {
+///         let id = ctx.id();
+///         self.link.on_close(ctx.control(), id);
 ///     }
-///     fn on_connect_failed(&mut self, id: ConnId, reason: &str) {
-///         if self.link.on_connect_failed(id) {
+///     fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId, reason: &str) {
+///         if self.link.on_connect_failed(ctl, id) {
 ///             eprintln!("connect failed: {reason}");
 ///         }
 ///     }
@@ -396,10 +398,13 @@ impl Reconnector {
     /// Forward [`Handler::on_close`](crate::Handler::on_close). `true` if
     /// `id` was the reconnector's connection; the next attempt is then
     /// scheduled.
-    pub fn on_close(&mut self, id: ConnId) -> bool {
+    pub fn on_close(&mut self, ctl: &mut Control<'_>, id: ConnId) -> bool {
         match self.state {
             ReconnectState::Open(cur) | ReconnectState::Connecting(cur) if cur == id => {
-                self.disconnected();
+                self.backoff.on_disconnected(Instant::now());
+                let delay = self.backoff.next_delay(self.rng.next_u64());
+                log::info!("{}: reconnecting in {delay:.1?}", self.url);
+                self.schedule(ctl, delay);
                 true
             }
             _ => false,
@@ -410,8 +415,8 @@ impl Reconnector {
     /// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed).
     /// `true` if `id` was the reconnector's attempt; the next one is then
     /// scheduled.
-    pub fn on_connect_failed(&mut self, id: ConnId) -> bool {
-        self.on_close(id)
+    pub fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId) -> bool {
+        self.on_close(ctl, id)
     }
 
     /// Forward [`Handler::on_wake`](crate::Handler::on_wake): sets the timer
@@ -466,16 +471,6 @@ impl Reconnector {
             let delay = self.backoff.next_delay(self.rng.next_u64());
             log::info!("{}: reconnecting in {delay:.1?}", self.url);
             self.schedule(ctl, delay);
-        }
-    }
-
-    fn disconnected(&mut self) {
-        self.backoff.on_disconnected(Instant::now());
-        let delay = self.backoff.next_delay(self.rng.next_u64());
-        log::info!("{}: reconnecting in {delay:.1?}", self.url);
-        self.state = ReconnectState::Due(delay);
-        if let Some(remote) = &self.remote {
-            remote.wake();
         }
     }
 

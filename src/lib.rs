@@ -67,11 +67,12 @@ pub mod proto;
 #[cfg(feature = "net")]
 pub mod server;
 mod status;
+pub mod topics;
 
 pub use proto::{CloseFrame, Message};
 #[cfg(feature = "net")]
 pub use server::{
     ConnId, Control, Ctx, Decision, Handler, Metrics, OverflowPolicy, Reactor, Remote, Sent,
-    Server, ServerConfig, Stopper,
+    Server, ServerConfig, SlowPolicy, Stopper,
 };
 pub use status::Status;

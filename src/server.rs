@@ -64,16 +64,18 @@ pub trait Handler {
     /// The connection ended; called once for every connection that was
     /// opened. `code` is the peer's close code (1005 if its close carried
     /// none), the code we closed or failed the connection with, or 1006 if
-    /// the transport ended without a close frame.
-    fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
-        let _ = (id, code, reason);
+    /// the transport ended without a close frame. `ctx.id()` is the
+    /// connection that ended: its own sends fail, its subscriptions are
+    /// already gone, every other connection is reachable.
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        let _ = (ctx, code, reason);
     }
 
     /// A client connection could not be established: the TCP connect or
     /// the opening handshake failed or timed out. `on_close` is not called
     /// for it.
-    fn on_connect_failed(&mut self, id: ConnId, reason: &str) {
-        let _ = (id, reason);
+    fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId, reason: &str) {
+        let _ = (ctl, id, reason);
     }
 
     /// Another thread called [`Remote::wake`].
@@ -101,6 +103,19 @@ pub enum OverflowPolicy {
     Close(u16),
     /// Drop the connection at once, without a close frame.
     Drop,
+}
+
+/// What to do with a subscriber whose queued output would pass
+/// [`ServerConfig::max_subscriber_backlog`] when a publish reaches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowPolicy {
+    /// Skip this delivery (counted in `deliveries_dropped_total`); later
+    /// ones are delivered again once the backlog has drained.
+    Drop,
+    /// Start the close handshake with this code (the default, 1008 "slow
+    /// subscriber": the subscriber learns that it missed messages and can
+    /// reconnect and recover, rather than see a silent gap).
+    Close(u16),
 }
 
 /// Reactor settings, for accepted and outgoing connections alike. Every
@@ -152,10 +167,12 @@ pub struct ServerConfig {
     pub metrics_path: Option<String>,
     /// Size of the one read buffer the whole reactor shares. Default 64 KiB.
     pub read_buffer_size: usize,
-    /// Reading from a connection pauses while this much output is queued for
-    /// it, and resumes once it drains below half. Default 32 MiB (twice the
-    /// largest frame, so an echo of one maximal message never stalls): a peer
-    /// that stops reading cannot make us buffer without bound.
+    /// Reading from a connection pauses while more than this much output is
+    /// queued for it, and resumes once it drains below half. Default 1 MiB:
+    /// a peer that sends but never reads what we answer holds about this
+    /// much of our memory, not more. Larger messages still pass (an echo of
+    /// a 16 MiB message is queued whole); reading only waits for the peer
+    /// to take it.
     pub max_pending_output: usize,
     /// Hard limit on the output queued for one connection. A send that would
     /// pass it is not queued and [`ServerConfig::on_overflow`] applies.
@@ -165,6 +182,14 @@ pub struct ServerConfig {
     /// What happens to a connection whose send would pass
     /// `max_queued_output`. Default [`OverflowPolicy::Close`] with 1008.
     pub on_overflow: OverflowPolicy,
+    /// A publish is not queued for a subscriber that already has this much
+    /// output queued; [`ServerConfig::on_slow_subscriber`] applies instead.
+    /// Default 1 MiB: a subscriber that reads slowly or not at all holds at
+    /// most this much memory, and never slows the publisher or the others.
+    pub max_subscriber_backlog: usize,
+    /// What happens to a slow subscriber. Default [`SlowPolicy::Close`]
+    /// with 1008.
+    pub on_slow_subscriber: SlowPolicy,
     /// Connections held at once; beyond it an accepted socket gets a `503`
     /// and is closed (lingering like any close, in a few extra slots, so the
     /// client reads the answer rather than a reset). Default 100 000. Bounds memory and file descriptors.
@@ -186,9 +211,11 @@ impl Default for ServerConfig {
             allowed_origins: None,
             metrics_path: Some("/metrics".to_string()),
             read_buffer_size: 64 * 1024,
-            max_pending_output: 32 << 20,
+            max_pending_output: 1 << 20,
             max_queued_output: 128 << 20,
             on_overflow: OverflowPolicy::Close(1008),
+            max_subscriber_backlog: 1 << 20,
+            on_slow_subscriber: SlowPolicy::Close(1008),
             max_connections: 100_000,
         }
     }

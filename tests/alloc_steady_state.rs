@@ -123,7 +123,7 @@ impl Handler for CountingClient {
             .expect("send");
     }
 
-    fn on_close(&mut self, _id: wsreactor::ConnId, code: u16, _reason: &str) {
+    fn on_close(&mut self, _ctx: &mut wsreactor::Ctx<'_>, code: u16, _reason: &str) {
         self.closed = Some(code);
         if let Some(r) = &self.remote {
             r.stop();

@@ -42,7 +42,8 @@ impl Handler for Both {
         }
     }
 
-    fn on_close(&mut self, id: ConnId, code: u16, _reason: &str) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, _reason: &str) {
+        let id = ctx.id();
         self.closes.push((Some(id) == self.client, code));
         if self.closes.len() == 2 {
             if let Some(r) = &self.remote {
@@ -51,7 +52,7 @@ impl Handler for Both {
         }
     }
 
-    fn on_connect_failed(&mut self, _id: ConnId, reason: &str) {
+    fn on_connect_failed(&mut self, _ctl: &mut Control<'_>, _id: ConnId, reason: &str) {
         self.failed.push(reason.to_string());
     }
 

@@ -58,14 +58,15 @@ impl Handler for App {
         self.report(Ev::Pong);
     }
 
-    fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
-        if self.link.on_close(id) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        let id = ctx.id();
+        if self.link.on_close(ctx.control(), id) {
             self.report(Ev::Closed(code, reason.to_string()));
         }
     }
 
-    fn on_connect_failed(&mut self, id: ConnId, _reason: &str) {
-        if self.link.on_connect_failed(id) {
+    fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId, _reason: &str) {
+        if self.link.on_connect_failed(ctl, id) {
             self.report(Ev::Failed);
         }
     }

@@ -245,7 +245,8 @@ impl Handler for Hard {
         self.log.push(Seen::Pong(ctx.id(), payload.to_vec()));
     }
 
-    fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        let id = ctx.id();
         self.log.push(Seen::Largest(id, largest_allocation()));
         self.log.push(Seen::Close(id, code, reason.to_owned()));
     }

@@ -1,5 +1,5 @@
-//! Sending on a connection: what a handler callback gets ([`Ctx`]) and the
-//! write path it shares with [`Control`](super::Control).
+//! Sending on one connection: the write path behind [`Ctx`](super::Ctx) and
+//! [`Control`](super::Control).
 
 use std::io::{self, IoSlice, Write};
 
@@ -7,7 +7,7 @@ use mio::net::TcpStream;
 
 use super::inplace::InPlace;
 use super::metrics::Metrics;
-use crate::proto::{copy_masked, DirectHeader, Message, OpCode, SendError, Sender};
+use crate::proto::{copy_masked, DirectHeader, OpCode, SendError, Sender};
 use crate::server::{OverflowPolicy, ServerConfig};
 
 /// Identifies a connection: its slab slot plus a generation, so an id kept
@@ -173,74 +173,6 @@ impl Link<'_> {
     }
 }
 
-/// A handle to the connection a callback is about.
-///
-/// Sends go straight to the socket when nothing is queued before them (the
-/// whole frame in one write); only what the kernel does not take is queued. While more received frames wait in the same
-/// read batch, sends are queued instead ("corked") and flushed once after the
-/// batch, so pipelined messages cost one write, not one each.
-#[derive(Debug)]
-pub struct Ctx<'a> {
-    pub(crate) id: ConnId,
-    pub(crate) link: Link<'a>,
-    pub(crate) cork: bool,
-}
-
-impl Ctx<'_> {
-    /// This connection's id.
-    pub fn id(&self) -> ConnId {
-        self.id
-    }
-
-    /// Send a message of the same kind as `msg`.
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] once the close handshake has started;
-    /// [`SendError::Overflow`] if the queued output would pass
-    /// `max_queued_output` (then `on_overflow` applies).
-    pub fn send(&mut self, msg: Message<'_>) -> Result<Sent, SendError> {
-        self.link.send(msg.opcode(), msg.as_bytes(), self.cork)
-    }
-
-    /// Send a text message.
-    ///
-    /// # Errors
-    /// As [`Ctx::send`].
-    pub fn send_text(&mut self, text: &str) -> Result<Sent, SendError> {
-        self.link.send(OpCode::Text, text.as_bytes(), self.cork)
-    }
-
-    /// Send a binary message.
-    ///
-    /// # Errors
-    /// As [`Ctx::send`].
-    pub fn send_binary(&mut self, data: &[u8]) -> Result<Sent, SendError> {
-        self.link.send(OpCode::Binary, data, self.cork)
-    }
-
-    /// Send a ping (at most 125 bytes of payload).
-    ///
-    /// # Errors
-    /// [`SendError::ControlTooLong`], or [`SendError::Closed`].
-    pub fn ping(&mut self, payload: &[u8]) -> Result<Sent, SendError> {
-        self.link.control(self.cork, |tx| tx.ping(payload))
-    }
-
-    /// Start the close handshake.
-    ///
-    /// # Errors
-    /// [`SendError::InvalidCloseCode`], [`SendError::ControlTooLong`] for a
-    /// reason over 123 bytes, or [`SendError::Closed`].
-    pub fn close(&mut self, code: u16, reason: &str) -> Result<Sent, SendError> {
-        self.link.control(self.cork, |tx| tx.close(code, reason))
-    }
-
-    /// Bytes queued for this connection and not yet taken by the kernel.
-    pub fn queued(&self) -> usize {
-        self.link.tx.pending_len()
-    }
-}
-
 /// Frames up to this size (header included) are copied and sent in one
 /// piece rather than written from two places with `writev`.
 const COPY_MAX: usize = 4096;
@@ -274,10 +206,22 @@ fn write_whole(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool, frame
     Sent::Queued
 }
 
-/// Write queued output until it is gone or the kernel refuses more.
+/// Iovecs per vectored write of a segmented queue (shared frames).
+const IOV_BATCH: usize = 64;
+
+/// Write queued output until it is gone or the kernel refuses more. Shared
+/// frames queued by publishes go out with one vectored write per batch of
+/// up to 64 runs.
 pub(crate) fn flush(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool) {
     while !*broken && tx.pending_len() > 0 {
-        match stream.write(tx.pending()) {
+        let written = if tx.is_segmented() {
+            let mut iov = [IoSlice::new(&[]); IOV_BATCH];
+            let n = tx.pending_slices(&mut iov);
+            stream.write_vectored(&iov[..n])
+        } else {
+            stream.write(tx.pending())
+        };
+        match written {
             Ok(0) => *broken = true,
             Ok(n) => tx.consume(n),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

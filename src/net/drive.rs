@@ -5,7 +5,9 @@ use std::io::{self, Read};
 use std::net::Shutdown;
 
 use super::conn::{Conn, Flag, State};
-use super::ctx::{flush, ConnId, Ctx, Link};
+use super::control::{Control, Ctx, Own};
+use super::ctx::{flush, ConnId};
+use super::hub::Hub;
 use super::inplace::InPlace;
 use super::metrics::Metrics;
 use super::timer::{Tick, Timers};
@@ -37,14 +39,12 @@ const HEADER_SLOTS: usize = 256;
 pub(crate) struct Shared<'a, H> {
     pub(crate) rbuf: &'a mut [u8],
     pub(crate) handler: &'a mut H,
-    pub(crate) config: &'a ServerConfig,
-    pub(crate) timers: &'a mut Timers,
-    pub(crate) metrics: &'a mut Metrics,
+    /// Everything else of the reactor (the connection driven is out of its
+    /// slab meanwhile).
+    pub(crate) hub: &'a mut Hub,
     /// Connections that asked for `/metrics`: answered after the events,
     /// when the gauges over all connections can be computed.
     pub(crate) metrics_requests: &'a mut Vec<ConnId>,
-    /// Where a client masks what it sends (see `Link`).
-    pub(crate) scratch: &'a mut Vec<u8>,
     pub(crate) now: Tick,
 }
 
@@ -103,7 +103,7 @@ pub(crate) fn drive<H: Handler>(
     }
     flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
     if conn.flags.contains(Flag::ReadPaused)
-        && conn.proto.sender().pending_len() <= sh.config.max_pending_output / 2
+        && conn.proto.sender().pending_len() <= sh.hub.config.max_pending_output / 2
     {
         conn.flags.remove(Flag::ReadPaused);
         readable = true;
@@ -134,7 +134,7 @@ pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_
         key,
         generation: conn.generation,
     };
-    let cfg = sh.config;
+    let cfg = &sh.hub.config;
     let now = sh.now;
     let outstanding = conn.flags.contains(Flag::PingOutstanding);
     if outstanding && after(conn.heartbeat, cfg.pong_timeout).is_some_and(|due| now >= due) {
@@ -177,14 +177,14 @@ fn ping_if_due(conn: &mut Conn, cfg: &ServerConfig, now: Tick) {
 fn pong_arrived<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
     if conn.flags.contains(Flag::PingOutstanding) {
         conn.flags.remove(Flag::PingOutstanding);
-        if let Some(interval) = sh.config.ping_interval {
+        if let Some(interval) = sh.hub.config.ping_interval {
             conn.heartbeat = conn.heartbeat + interval;
         }
     }
     if conn.state == State::Open && !conn.flags.contains(Flag::FinalDeadline) {
         // A ping due now is sent here, not by a deadline at `now`: that
         // would need a second heap entry (see `schedule_heartbeat`).
-        ping_if_due(conn, sh.config, sh.now);
+        ping_if_due(conn, &sh.hub.config, sh.now);
         schedule_heartbeat(conn, key, sh);
     }
 }
@@ -198,7 +198,7 @@ fn pong_arrived<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
 /// ping is outstanding the connection also wakes at that time, or one
 /// interval from now once it has passed.
 fn schedule_heartbeat<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
-    let cfg = sh.config;
+    let cfg = &sh.hub.config;
     let now = sh.now;
     let outstanding = conn.flags.contains(Flag::PingOutstanding);
     let ping = cfg.ping_interval.map(|interval| {
@@ -216,7 +216,7 @@ fn schedule_heartbeat<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) {
         cfg.idle_timeout.map(|idle| conn.last_read + idle),
     ];
     match candidates.into_iter().flatten().min() {
-        Some(when) => arm(conn, key, sh.timers, when),
+        Some(when) => arm(conn, key, &mut sh.hub.timers, when),
         // Nothing to wait for: a queued entry is left stale.
         None => conn.deadline = None,
     }
@@ -255,7 +255,8 @@ fn connect_failed<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H
     log::debug!("{id:?}: {why}");
     conn.broken = true;
     conn.client = None;
-    sh.handler.on_connect_failed(id, why);
+    let mut ctl = Control::new(sh.hub, None, sh.now);
+    sh.handler.on_connect_failed(&mut ctl, id, why);
 }
 
 /// The WebSocket connection ended for the application: `on_close`, once.
@@ -268,18 +269,24 @@ pub(crate) fn closed<H: Handler>(
 ) {
     if conn.flags.contains(Flag::Opened) {
         conn.flags.remove(Flag::Opened);
-        sh.metrics.connections_open -= 1;
-        sh.handler.on_close(id, code, reason);
+        sh.hub.metrics.connections_open -= 1;
+        // Gone from every topic before the application hears of it.
+        sh.hub.topics.remove_conn(id);
+        let mut ctx = Ctx {
+            id,
+            ctl: Control::new(sh.hub, None, sh.now),
+        };
+        sh.handler.on_close(&mut ctx, code, reason);
     }
 }
 
 fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, read_closed: bool) {
     while !conn.broken && !conn.flags.contains(Flag::Eof) {
-        if conn.proto.sender().pending_len() > sh.config.max_pending_output {
+        if conn.proto.sender().pending_len() > sh.hub.config.max_pending_output {
             // Flush first: pausing is only safe once the kernel refused
             // bytes, because that guarantees a writable edge to resume on.
             flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
-            if conn.proto.sender().pending_len() > sh.config.max_pending_output {
+            if conn.proto.sender().pending_len() > sh.hub.config.max_pending_output {
                 // Backpressure: the peer is not reading what we send.
                 conn.flags.insert(Flag::ReadPaused);
                 return;
@@ -294,7 +301,7 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, re
         match conn.stream.read(&mut sh.rbuf[p..]) {
             Ok(0) => conn.flags.insert(Flag::Eof),
             Ok(n) => {
-                sh.metrics.bytes_in += n as u64;
+                sh.hub.metrics.bytes_in += n as u64;
                 conn.last_read = sh.now;
                 process(conn, id, sh, p + n);
                 // A short read drained the socket; new data raises a new edge.
@@ -335,7 +342,7 @@ enum Answer {
 }
 
 fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
-    let limits = &sh.config.handshake;
+    let limits = &sh.hub.config.handshake;
     let mut headers = [httparse::EMPTY_HEADER; HEADER_SLOTS];
     let slots = limits.max_headers.min(HEADER_SLOTS);
     let mut response = Vec::new();
@@ -349,20 +356,20 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
                 &up,
                 id,
                 sh.handler,
-                sh.config,
-                sh.metrics,
+                &sh.hub.config,
+                &mut sh.hub.metrics,
                 &mut response,
                 req.len,
             ),
             Outcome::Reject(reject) => {
                 log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
-                sh.metrics.rejected(reject.reason.as_str());
+                sh.hub.metrics.rejected(reject.reason.as_str());
                 write_reject(&mut response, &reject);
                 Answer::Http
             }
             Outcome::Http(plain)
                 if plain.method == "GET"
-                    && sh.config.metrics_path.as_deref() == Some(plain.path) =>
+                    && sh.hub.config.metrics_path.as_deref() == Some(plain.path) =>
             {
                 Answer::Metrics
             }
@@ -373,7 +380,7 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         },
         Err(reject) => {
             log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
-            sh.metrics.rejected(reject.reason.as_str());
+            sh.hub.metrics.rejected(reject.reason.as_str());
             write_reject(&mut response, &reject);
             Answer::Http
         }
@@ -383,7 +390,7 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
     match answer {
         Answer::Upgraded(req_len, deflate) => {
             // Before `open`: it decodes frames that came behind the request.
-            enable_deflate(conn, deflate.as_ref(), sh.config);
+            enable_deflate(conn, deflate.as_ref(), &sh.hub.config);
             open(conn, id, sh, req_len, len)
         }
         Answer::Http => conn.state = State::Closing,
@@ -456,7 +463,7 @@ fn upgrade<H: Handler>(
 }
 
 fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
-    let limits = &sh.config.handshake;
+    let limits = &sh.hub.config.handshake;
     let mut headers = [httparse::EMPTY_HEADER; HEADER_SLOTS];
     let slots = limits.max_headers.min(HEADER_SLOTS);
     let Some(setup) = conn.client.as_ref() else {
@@ -477,11 +484,11 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             let resp_len = resp.len;
             // RFC 6455 §4.1: an extension we did not offer fails the
             // connection; an agreed one is set up before any frame is read.
-            let agreed = match sh.config.deflate.accept_response(resp.extensions()) {
+            let agreed = match sh.hub.config.deflate.accept_response(resp.extensions()) {
                 Ok(agreed) => agreed,
                 Err(e) => return connect_failed(conn, id, sh, &format!("handshake: {e}")),
             };
-            enable_deflate(conn, agreed.as_ref(), sh.config);
+            enable_deflate(conn, agreed.as_ref(), &sh.hub.config);
             conn.partial.release();
             conn.client = None;
             // Bytes behind the 101 are the server's first frames.
@@ -513,9 +520,9 @@ fn open<H: Handler>(
 ) {
     conn.state = State::Open;
     conn.flags.insert(Flag::Opened);
-    sh.metrics.connections_open += 1;
-    sh.metrics.connections_total += 1;
-    if let Some(interval) = sh.config.ping_interval {
+    sh.hub.metrics.connections_open += 1;
+    sh.hub.metrics.connections_total += 1;
+    if let Some(interval) = sh.hub.config.ping_interval {
         conn.heartbeat = sh.now + interval;
     }
     // The handshake deadline's entry, if still queued and not later than
@@ -524,18 +531,17 @@ fn open<H: Handler>(
     flush(&mut conn.stream, conn.proto.sender(), &mut conn.broken);
     {
         let (_, tx) = conn.proto.split();
+        let own = Own {
+            id,
+            tx,
+            stream: &mut conn.stream,
+            broken: &mut conn.broken,
+            in_place: None,
+            cork: false,
+        };
         let mut ctx = Ctx {
             id,
-            link: Link {
-                tx,
-                stream: &mut conn.stream,
-                broken: &mut conn.broken,
-                metrics: sh.metrics,
-                config: sh.config,
-                scratch: sh.scratch,
-                in_place: None,
-            },
-            cork: false,
+            ctl: Control::new(sh.hub, Some(own), sh.now),
         };
         sh.handler.on_open(&mut ctx);
     }
@@ -595,36 +601,35 @@ fn frames<H: Handler>(
                         },
                         _ => None,
                     };
-                    let mut ctx = Ctx {
+                    let own = Own {
                         id,
-                        link: Link {
-                            tx,
-                            stream: &mut conn.stream,
-                            broken: &mut conn.broken,
-                            metrics: sh.metrics,
-                            config: sh.config,
-                            scratch: sh.scratch,
-                            in_place,
-                        },
+                        tx: &mut *tx,
+                        stream: &mut conn.stream,
+                        broken: &mut conn.broken,
+                        in_place,
                         cork,
                     };
                     match event {
                         Event::Message(msg) => {
-                            ctx.link.metrics.messages_in += 1;
+                            sh.hub.metrics.messages_in += 1;
+                            let mut ctx = Ctx {
+                                id,
+                                ctl: Control::new(sh.hub, Some(own), sh.now),
+                            };
                             sh.handler.on_message(&mut ctx, msg);
                         }
                         Event::Ping(_) => {}
                         Event::Pong(payload) => {
                             pong = true;
+                            let mut ctx = Ctx {
+                                id,
+                                ctl: Control::new(sh.hub, Some(own), sh.now),
+                            };
                             sh.handler.on_pong(&mut ctx, payload);
                         }
                         Event::Close(frame) => {
                             let (code, reason) = frame.map_or((1005, ""), |f| (f.code, f.reason));
-                            *ctx.link
-                                .metrics
-                                .close_codes_received
-                                .entry(code)
-                                .or_default() += 1;
+                            *sh.hub.metrics.close_codes_received.entry(code).or_default() += 1;
                             ended = Some((code, reason.to_string()));
                         }
                     }
@@ -654,7 +659,7 @@ pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> 
     if !conn.flags.contains(Flag::CloseCounted) {
         if let Some(code) = conn.proto.sender().sent_close_code() {
             conn.flags.insert(Flag::CloseCounted);
-            *sh.metrics.close_codes_sent.entry(code).or_default() += 1;
+            *sh.hub.metrics.close_codes_sent.entry(code).or_default() += 1;
         }
     }
     if conn.broken || conn.flags.contains(Flag::Eof) {
@@ -666,8 +671,8 @@ pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> 
     let closing = conn.state == State::Closing || conn.proto.sender().state() != CloseState::Open;
     if closing && !conn.flags.contains(Flag::FinalDeadline) {
         conn.flags.insert(Flag::FinalDeadline);
-        match after(sh.now, sh.config.close_timeout) {
-            Some(when) => set_deadline(conn, key, sh.timers, when),
+        match after(sh.now, sh.hub.config.close_timeout) {
+            Some(when) => set_deadline(conn, key, &mut sh.hub.timers, when),
             None => conn.deadline = None,
         }
     }
@@ -720,9 +725,7 @@ mod tests {
 
     /// The loop's state for one connection, with a clock set by hand.
     struct Bench {
-        config: ServerConfig,
-        timers: Timers,
-        metrics: Metrics,
+        hub: Hub,
         handler: Quiet,
         rbuf: Vec<u8>,
         /// Entries that fired (`expire` called) and that were stale.
@@ -732,14 +735,13 @@ mod tests {
 
     impl Bench {
         fn new(config: ServerConfig) -> Self {
+            let poll = mio::Poll::new().unwrap();
+            let mut hub = Hub::new(config, poll, std::sync::Arc::default());
+            hub.timers = Timers::default();
+            // The one connection, open.
+            hub.metrics.connections_open = 1;
             Self {
-                config,
-                timers: Timers::default(),
-                // The one connection, open.
-                metrics: Metrics {
-                    connections_open: 1,
-                    ..Metrics::default()
-                },
+                hub,
                 handler: Quiet,
                 rbuf: vec![0; 1024],
                 fired: 0,
@@ -749,15 +751,11 @@ mod tests {
 
         fn with<R>(&mut self, now: Tick, f: impl FnOnce(&mut Shared<'_, Quiet>) -> R) -> R {
             let mut requests = Vec::new();
-            let mut scratch = Vec::new();
             let mut sh = Shared {
                 rbuf: &mut self.rbuf,
                 handler: &mut self.handler,
-                config: &self.config,
-                timers: &mut self.timers,
-                metrics: &mut self.metrics,
+                hub: &mut self.hub,
                 metrics_requests: &mut requests,
-                scratch: &mut scratch,
                 now,
             };
             f(&mut sh)
@@ -766,7 +764,7 @@ mod tests {
         /// What the reactor's loop does at `now`: fire the live entries due,
         /// drop the stale ones. Returns whether the connection is kept.
         fn run_timers(&mut self, conn: &mut Conn, now: Tick) -> bool {
-            while let Some((when, target)) = self.timers.pop_due(now) {
+            while let Some((when, target)) = self.hub.timers.pop_due(now) {
                 assert_eq!(
                     target,
                     super::super::timer::Target::Conn(0, conn.generation)
@@ -832,10 +830,10 @@ mod tests {
         // As `open` leaves it with a 5 s handshake timeout: that entry still
         // queued, and the first ping (earlier) pushed.
         let handshake = t0 + ms(5000);
-        set_deadline(&mut conn, 0, &mut b.timers, handshake);
+        set_deadline(&mut conn, 0, &mut b.hub.timers, handshake);
         conn.heartbeat = t0 + ms(100);
         b.with(t0, |sh| schedule_heartbeat(&mut conn, 0, sh));
-        assert_eq!(b.timers.conn_entries(), 2);
+        assert_eq!(b.hub.timers.conn_entries(), 2);
 
         assert!(b.run_timers(&mut conn, t0 + ms(99)));
         assert!(!conn.flags.contains(Flag::PingOutstanding), "a ping early");
@@ -865,7 +863,7 @@ mod tests {
             sent = conn.heartbeat;
             // The live entry, plus the stale handshake entry until it pops.
             let stale = usize::from(sent < handshake);
-            let entries = b.timers.conn_entries();
+            let entries = b.hub.timers.conn_entries();
             assert!(entries <= 1 + stale, "cycle {cycle}: {entries} entries");
         }
         assert!(sent > handshake, "the stale entry was seen to go");
@@ -905,7 +903,7 @@ mod tests {
                 wire.len(),
             )
         });
-        assert_eq!(b.metrics.messages_in, 1);
+        assert_eq!(b.hub.metrics.messages_in, 1);
         assert_eq!(conn.proto.receiver().assembly_capacity(), 0);
         assert!(conn.partial.as_slice().is_empty());
     }

@@ -32,6 +32,19 @@ pub struct Metrics {
     pub overflows_total: u64,
     /// Iterations of the event loop.
     pub loop_iterations: u64,
+    /// Publishes that reached at least one subscriber.
+    pub publishes_total: u64,
+    /// Publish deliveries queued for subscribers.
+    pub deliveries_total: u64,
+    /// Publish deliveries not queued because the subscriber was slow.
+    pub deliveries_dropped_total: u64,
+    /// Subscribers closed by [`SlowPolicy::Close`](crate::server::SlowPolicy::Close).
+    pub slow_subscribers_closed_total: u64,
+    /// Topics with at least one subscriber (a gauge, updated when metrics
+    /// are rendered by the reactor).
+    pub topics: u64,
+    /// (connection, topic) subscriptions (a gauge, as `topics`).
+    pub subscriptions: u64,
 }
 
 impl Metrics {
@@ -117,6 +130,37 @@ impl Metrics {
             "counter",
             "Event loop iterations.",
             self.loop_iterations,
+        );
+        one(
+            "publishes_total",
+            "counter",
+            "Publishes that reached at least one subscriber.",
+            self.publishes_total,
+        );
+        one(
+            "deliveries_total",
+            "counter",
+            "Publish deliveries queued for subscribers.",
+            self.deliveries_total,
+        );
+        one(
+            "deliveries_dropped_total",
+            "counter",
+            "Publish deliveries skipped for slow subscribers.",
+            self.deliveries_dropped_total,
+        );
+        one(
+            "slow_subscribers_closed_total",
+            "counter",
+            "Subscribers closed for a backlog over max_subscriber_backlog.",
+            self.slow_subscribers_closed_total,
+        );
+        one("topics", "gauge", "Topics with subscribers.", self.topics);
+        one(
+            "subscriptions",
+            "gauge",
+            "Subscriptions (connection, topic).",
+            self.subscriptions,
         );
         let _ = writeln!(
             s,

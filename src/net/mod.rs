@@ -7,8 +7,10 @@
 
 mod alarm;
 mod conn;
+mod control;
 mod ctx;
 mod drive;
+mod hub;
 mod inplace;
 mod metrics;
 mod rand;
@@ -16,7 +18,8 @@ mod reactor;
 mod timer;
 mod url;
 
-pub use ctx::{ConnId, Ctx, Sent};
+pub use control::{Control, Ctx};
+pub use ctx::{ConnId, Sent};
 pub use metrics::Metrics;
-pub use reactor::{Control, Reactor, Remote, Server, Stopper};
+pub use reactor::{Reactor, Remote, Server, Stopper};
 pub use url::{UrlError, WsUrl};

@@ -5,44 +5,35 @@
 //! ignore unknown tokens. A read that returns less than the room it was given
 //! has drained the socket (new data raises a new edge), so the extra read that
 //! would only say `WouldBlock` is skipped.
+//!
+//! A round: poll, drive every ready connection, call `on_wake` and the due
+//! timers, then end the round: write what publishes queued (one vectored
+//! write per subscriber) and settle the connections callbacks acted on.
 
 use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mio::net::{TcpListener, TcpStream};
+use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
-use slab::Slab;
 
 use super::alarm::{alarm, Alarm};
-use super::conn::{ClientSetup, Conn, Flag, State};
-use super::ctx::{ConnId, Link, Sent};
+use super::conn::{Conn, Flag, State};
+use super::control::{Control, Ctx, MAX_KEY};
+use super::ctx::ConnId;
 use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
+use super::hub::{Flags, Hub};
 use super::metrics::Metrics;
-use super::rand::{random_16, random_u64};
-use super::timer::{Target, Tick, Timers};
-use super::url::WsUrl;
-use crate::handshake::client::write_request;
+use super::timer::{Target, Tick};
 use crate::handshake::server::write_response;
-use crate::proto::{Connection, Message, SendError};
+use crate::proto::Connection;
 use crate::server::{Handler, ServerConfig};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const ALARM: Token = Token(usize::MAX - 3);
-/// Slab keys at or above this are never handed out: the tokens above are
-/// taken, and timer entries store keys in 32 bits.
-const MAX_KEY: usize = {
-    let timer_keys = u32::MAX as usize;
-    let tokens = usize::MAX - 16;
-    if timer_keys < tokens {
-        timer_keys
-    } else {
-        tokens
-    }
-};
 
 /// A poll timeout computed shorter than this is recomputed from a fresh
 /// clock reading (see `Reactor::run`).
@@ -53,12 +44,6 @@ const FRESH_CLOCK_BELOW: Duration = Duration::from_millis(50);
 pub struct Remote {
     flags: Arc<Flags>,
     waker: Arc<Waker>,
-}
-
-#[derive(Debug, Default)]
-struct Flags {
-    stop: AtomicBool,
-    shutdown: AtomicBool,
 }
 
 /// The name [`Server::stopper`] has always returned.
@@ -90,43 +75,17 @@ impl Remote {
     }
 }
 
-/// A [`Control`] borrowing the reactor's fields one by one, so the handler
-/// (another field) stays free to be called with it.
-macro_rules! control {
-    ($r:expr, $now:expr) => {
-        Control {
-            conns: &mut $r.conns,
-            poll: &$r.poll,
-            timers: &mut $r.timers,
-            config: &$r.config,
-            metrics: &mut $r.metrics,
-            next_generation: &mut $r.next_generation,
-            flags: &$r.remote.flags,
-            scratch: &mut $r.scratch,
-            touched: Vec::new(),
-            now: $now,
-        }
-    };
-}
-
 /// A single-threaded event loop holding accepted and outgoing connections.
 #[derive(Debug)]
 pub struct Reactor<H> {
-    poll: Poll,
+    hub: Hub,
     listener: Option<TcpListener>,
     remote: Remote,
     handler: H,
-    config: ServerConfig,
-    conns: Slab<Conn>,
-    timers: Timers,
-    next_generation: u32,
-    metrics: Metrics,
     /// When a graceful shutdown must be over.
     shutdown_deadline: Option<Tick>,
     /// Connections held only to deliver a 503 (not counted as connections).
     refused_lingering: usize,
-    /// Where a client masks what it sends; grows to the largest message.
-    scratch: Vec<u8>,
     /// Wakes the poll for the next deadline; without it the poll times out.
     alarm: Option<Alarm>,
 }
@@ -140,30 +99,19 @@ impl<H: Handler> Reactor<H> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let alarm = alarm(poll.registry(), ALARM);
+        let flags = Arc::<Flags>::default();
         let remote = Remote {
-            flags: Arc::default(),
+            flags: Arc::clone(&flags),
             waker,
         };
-        // Address space for the configured connections (slots and timer
-        // entries), reserved up front (up to 64 Ki): pages are touched only
-        // as they are used, so memory grows with the connections actually
-        // held, and nothing is copied while growing to that size (a copy's
-        // old pages would stay resident).
-        let reserved = config.max_connections.min(1 << 16);
-        let conns = Slab::with_capacity(reserved);
+        let hub = Hub::new(config, poll, flags);
         Ok(Self {
-            poll,
+            hub,
             listener: None,
             remote,
             handler,
-            config,
-            conns,
-            timers: Timers::with_capacity(reserved),
-            next_generation: 0,
-            metrics: Metrics::default(),
             shutdown_deadline: None,
             refused_lingering: 0,
-            scratch: Vec::new(),
             alarm,
         })
     }
@@ -178,7 +126,8 @@ impl<H: Handler> Reactor<H> {
         std_listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(std_listener);
         let local = listener.local_addr()?;
-        self.poll
+        self.hub
+            .poll
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         self.listener = Some(listener);
@@ -190,7 +139,14 @@ impl<H: Handler> Reactor<H> {
     /// # Errors
     /// As [`Control::connect`].
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
-        self.control(Tick::now()).connect(url)
+        self.control().connect(url)
+    }
+
+    /// Act on the reactor before [`Reactor::run`]: open connections, set
+    /// timers (e.g. the first tick of a periodic push). What it queues goes
+    /// out in the loop's first round.
+    pub fn control(&mut self) -> Control<'_> {
+        Control::new(&mut self.hub, None, Tick::now())
     }
 
     /// A handle to stop or wake the loop from another thread.
@@ -205,11 +161,7 @@ impl<H: Handler> Reactor<H> {
 
     /// The counters so far.
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    fn control(&mut self, now: Tick) -> Control<'_> {
-        control!(self, now)
+        &self.hub.metrics
     }
 
     /// Run until stopped (or shut down); returns the handler.
@@ -219,9 +171,10 @@ impl<H: Handler> Reactor<H> {
     pub fn run(mut self) -> io::Result<H> {
         // The shared read buffer must hold a full header block plus room to read.
         let size = self
+            .hub
             .config
             .read_buffer_size
-            .max(self.config.handshake.max_header_bytes + 4096);
+            .max(self.hub.config.handshake.max_header_bytes + 4096);
         let mut rbuf = vec![0u8; size].into_boxed_slice();
         let mut events = Events::with_capacity(1024);
         let mut metrics_requests = Vec::new();
@@ -232,6 +185,8 @@ impl<H: Handler> Reactor<H> {
         // recomputed from a fresh reading, so timers stay accurate.
         let mut now = Tick::now();
         loop {
+            // What callbacks (or `control` before the first round) queued.
+            self.end_round(now, &mut rbuf, &mut metrics_requests);
             // Checked before sleeping, so a stop or shutdown asked for by a
             // callback of the last round takes effect without waiting for an
             // event.
@@ -239,9 +194,10 @@ impl<H: Handler> Reactor<H> {
             {
                 now = Tick::now();
                 self.begin_shutdown(now, &mut rbuf, &mut metrics_requests);
+                self.end_round(now, &mut rbuf, &mut metrics_requests);
             }
             if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(now) {
-                return Ok(self.finish());
+                return Ok(self.finish(now));
             }
             let next = self.next_deadline();
             let mut timeout = next.map(|when| when.since(now));
@@ -263,14 +219,14 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
+            if let Err(e) = self.hub.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(e);
             }
             now = Tick::now();
-            self.metrics.loop_iterations += 1;
+            self.hub.metrics.loop_iterations += 1;
             let mut woken = false;
             for event in events.iter() {
                 match event.token() {
@@ -298,17 +254,15 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             if woken {
-                let mut ctl = control!(self, now);
+                let mut ctl = Control::new(&mut self.hub, None, now);
                 self.handler.on_wake(&mut ctl);
-                let touched = ctl.touched;
-                self.settle_touched(touched, now, &mut rbuf, &mut metrics_requests);
             }
-            while let Some((when, target)) = self.timers.pop_due(now) {
+            while let Some((when, target)) = self.hub.timers.pop_due(now) {
                 match target {
                     Target::Conn(key, generation) => {
                         // Only the connection's live entry counts; any
                         // other is stale (see `timer`).
-                        let due = matches!(self.conns.get(key), Some(c) if c.generation == generation && c.deadline == Some(when));
+                        let due = matches!(self.hub.conns.get(key), Some(c) if c.generation == generation && c.deadline == Some(when));
                         if due {
                             self.with_conn(
                                 key,
@@ -321,10 +275,8 @@ impl<H: Handler> Reactor<H> {
                         }
                     }
                     Target::App(token) => {
-                        let mut ctl = control!(self, now);
+                        let mut ctl = Control::new(&mut self.hub, None, now);
                         self.handler.on_timer(&mut ctl, token);
-                        let touched = ctl.touched;
-                        self.settle_touched(touched, now, &mut rbuf, &mut metrics_requests);
                     }
                 }
             }
@@ -334,16 +286,39 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    /// Write what publishes queued this round and settle the connections
+    /// callbacks acted on, until neither leaves more (settling one may
+    /// close it, and its `on_close` may publish).
+    fn end_round(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
+        loop {
+            self.hub.flush_dirty();
+            if self.hub.touched.is_empty() {
+                return;
+            }
+            let mut touched = std::mem::take(&mut self.hub.touched);
+            for &id in &touched {
+                self.with_conn(id.key, Some(id.generation), now, rbuf, mr, settle);
+            }
+            touched.clear();
+            if self.hub.touched.is_empty() {
+                // Kept: its capacity serves the next round.
+                self.hub.touched = touched;
+            }
+        }
+    }
+
     /// When the loop must wake: the next timer or the shutdown deadline.
     fn next_deadline(&self) -> Option<Tick> {
-        match (self.timers.next(), self.shutdown_deadline) {
+        match (self.hub.timers.next(), self.shutdown_deadline) {
             (Some(t), Some(d)) => Some(t.min(d)),
             (t, d) => t.or(d),
         }
     }
 
     /// Run `f` on connection `key` (if it exists and, with `generation`,
-    /// is still that connection); drop it if `f` says so.
+    /// is still that connection); drop it if `f` says so. The connection is
+    /// out of the slab meanwhile, so that its callbacks can reach every
+    /// other connection.
     fn with_conn(
         &mut self,
         key: usize,
@@ -353,48 +328,48 @@ impl<H: Handler> Reactor<H> {
         metrics_requests: &mut Vec<ConnId>,
         f: impl FnOnce(&mut Conn, usize, &mut Shared<'_, H>) -> bool,
     ) {
+        let mut conn = match self.hub.conns.get(key) {
+            Some(c) if generation.is_none_or(|g| g == c.generation) => {
+                match self.hub.conns.take(key) {
+                    Some(conn) => conn,
+                    None => return,
+                }
+            }
+            _ => return,
+        };
         let mut sh = Shared {
-            scratch: &mut self.scratch,
             rbuf,
             handler: &mut self.handler,
-            config: &self.config,
-            timers: &mut self.timers,
-            metrics: &mut self.metrics,
+            hub: &mut self.hub,
             metrics_requests,
             now,
         };
-        let keep = match self.conns.get_mut(key) {
-            Some(conn) if generation.is_none_or(|g| g == conn.generation) => f(conn, key, &mut sh),
-            _ => return,
-        };
-        if !keep {
-            let mut conn = self.conns.remove(key);
-            let _ = self.poll.registry().deregister(&mut conn.stream);
-            if conn.flags.contains(Flag::Refused) {
-                self.refused_lingering -= 1;
-            }
-            let id = ConnId {
-                key,
-                generation: conn.generation,
-            };
-            if conn.flags.contains(Flag::Opened) {
-                closed(&mut conn, id, &mut sh, 1006, "connection lost");
-            } else if conn.client.is_some() {
-                sh.handler
-                    .on_connect_failed(id, "connection lost or timed out");
-            }
+        if f(&mut conn, key, &mut sh) {
+            self.hub.conns.put(key, conn);
+            return;
         }
-    }
-
-    fn settle_touched(
-        &mut self,
-        touched: Vec<ConnId>,
-        now: Tick,
-        rbuf: &mut [u8],
-        mr: &mut Vec<ConnId>,
-    ) {
-        for id in touched {
-            self.with_conn(id.key, Some(id.generation), now, rbuf, mr, settle);
+        self.hub.conns.remove(key);
+        let _ = self.hub.poll.registry().deregister(&mut conn.stream);
+        if conn.flags.contains(Flag::Refused) {
+            self.refused_lingering -= 1;
+        }
+        let id = ConnId {
+            key,
+            generation: conn.generation,
+        };
+        let mut sh = Shared {
+            rbuf,
+            handler: &mut self.handler,
+            hub: &mut self.hub,
+            metrics_requests,
+            now,
+        };
+        if conn.flags.contains(Flag::Opened) {
+            closed(&mut conn, id, &mut sh, 1006, "connection lost");
+        } else if conn.client.is_some() {
+            let mut ctl = Control::new(sh.hub, None, now);
+            sh.handler
+                .on_connect_failed(&mut ctl, id, "connection lost or timed out");
         }
     }
 
@@ -402,6 +377,7 @@ impl<H: Handler> Reactor<H> {
         let Some(listener) = self.listener.as_mut() else {
             return;
         };
+        let hub = &mut self.hub;
         loop {
             let (mut stream, addr) = match listener.accept() {
                 Ok(x) => x,
@@ -413,21 +389,20 @@ impl<H: Handler> Reactor<H> {
                     return;
                 }
             };
-            self.metrics.accepted_total += 1;
+            hub.metrics.accepted_total += 1;
             // The clock per connection: a long batch must not make its
             // handshake deadline early.
             let now = Tick::now();
-            let held = self.conns.len() - self.refused_lingering;
-            let full = held >= self.config.max_connections;
+            let held = hub.conns.len() - self.refused_lingering;
+            let full = held >= hub.config.max_connections;
             // Refused sockets get a lingering close like any other (503,
             // FIN, input drained) so the client reads the answer instead of
             // a reset; a few extra slots bound what that may hold.
-            let linger_slots = (self.config.max_connections / 16).max(64);
-            if (full && self.refused_lingering >= linger_slots)
-                || self.conns.vacant_key() >= MAX_KEY
+            let linger_slots = (hub.config.max_connections / 16).max(64);
+            if (full && self.refused_lingering >= linger_slots) || hub.conns.vacant_key() >= MAX_KEY
             {
                 log::warn!("refusing {addr}: {held} connections held");
-                self.metrics.refused_total += 1;
+                hub.metrics.refused_total += 1;
                 // Best effort: a fresh socket's send buffer takes this at once.
                 let _ = stream.write(SERVICE_UNAVAILABLE);
                 continue;
@@ -435,8 +410,8 @@ impl<H: Handler> Reactor<H> {
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("set_nodelay for {addr}: {e}");
             }
-            let key = self.conns.vacant_key();
-            if let Err(e) = self.poll.registry().register(
+            let key = hub.conns.vacant_key();
+            if let Err(e) = hub.poll.registry().register(
                 &mut stream,
                 Token(key),
                 Interest::READABLE | Interest::WRITABLE,
@@ -444,40 +419,42 @@ impl<H: Handler> Reactor<H> {
                 log::warn!("register {addr}: {e}");
                 continue;
             }
-            self.next_generation = self.next_generation.wrapping_add(1);
-            let proto = Connection::server(self.config.protocol);
-            let mut conn = Conn::new(stream, self.next_generation, proto, State::Handshake, now);
+            hub.next_generation = hub.next_generation.wrapping_add(1);
+            let proto = Connection::server(hub.config.protocol);
+            let mut conn = Conn::new(stream, hub.next_generation, proto, State::Handshake, now);
             if full {
                 log::warn!("refusing {addr}: {held} connections held");
-                self.metrics.refused_total += 1;
+                hub.metrics.refused_total += 1;
                 conn.state = State::Closing;
                 conn.flags.insert(Flag::Refused);
                 self.refused_lingering += 1;
                 conn.proto.sender().queue_raw(SERVICE_UNAVAILABLE);
                 conn.flags.insert(Flag::FinalDeadline);
-                if let Some(when) = after(now, self.config.close_timeout) {
-                    set_deadline(&mut conn, key, &mut self.timers, when);
+                if let Some(when) = after(now, hub.config.close_timeout) {
+                    set_deadline(&mut conn, key, &mut hub.timers, when);
                 }
-            } else if let Some(when) = after(now, self.config.handshake_timeout) {
-                set_deadline(&mut conn, key, &mut self.timers, when);
+            } else if let Some(when) = after(now, hub.config.handshake_timeout) {
+                set_deadline(&mut conn, key, &mut hub.timers, when);
             }
-            self.conns.insert(conn);
+            hub.conns.insert(conn);
             log::trace!("accepted {addr} as {key}");
         }
     }
 
     /// Stop accepting and start the close handshake everywhere.
     fn begin_shutdown(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
-        log::info!("shutting down: closing {} connections", self.conns.len());
-        self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
+        log::info!(
+            "shutting down: closing {} connections",
+            self.hub.conns.len()
+        );
+        self.shutdown_deadline = Some(now + self.hub.config.shutdown_timeout);
         if let Some(mut l) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut l);
+            let _ = self.hub.poll.registry().deregister(&mut l);
         }
-        let keys: Vec<(usize, u32)> = self.conns.iter().map(|(k, c)| (k, c.generation)).collect();
-        for (key, generation) in keys {
+        for id in self.hub.conns.ids() {
             self.with_conn(
-                key,
-                Some(generation),
+                id.key,
+                Some(id.generation),
                 now,
                 rbuf,
                 mr,
@@ -500,24 +477,25 @@ impl<H: Handler> Reactor<H> {
 
     fn shutdown_done(&self, now: Tick) -> bool {
         match self.shutdown_deadline {
-            Some(deadline) => self.conns.is_empty() || now >= deadline,
+            Some(deadline) => self.hub.conns.is_empty() || now >= deadline,
             None => false,
         }
     }
 
     /// Leave the loop: whatever is still open ends abruptly.
-    fn finish(mut self) -> H {
-        for (key, conn) in self.conns.iter_mut() {
+    fn finish(mut self, now: Tick) -> H {
+        for id in self.hub.conns.ids() {
+            let Some(mut conn) = self.hub.conns.remove(id.key) else {
+                continue;
+            };
             if conn.flags.contains(Flag::Opened) {
                 conn.flags.remove(Flag::Opened);
-                self.handler.on_close(
-                    ConnId {
-                        key,
-                        generation: conn.generation,
-                    },
-                    1006,
-                    "reactor stopped",
-                );
+                self.hub.topics.remove_conn(id);
+                let mut ctx = Ctx {
+                    id,
+                    ctl: Control::new(&mut self.hub, None, now),
+                };
+                self.handler.on_close(&mut ctx, 1006, "reactor stopped");
             }
         }
         self.handler
@@ -525,11 +503,14 @@ impl<H: Handler> Reactor<H> {
 
     fn answer_metrics(&mut self, id: ConnId, now: Tick, rbuf: &mut [u8]) {
         let queued: usize = self
+            .hub
             .conns
-            .iter_mut()
-            .map(|(_, c)| c.proto.sender().pending_len())
+            .iter()
+            .map(|(_, c)| c.proto.pending_len())
             .sum();
-        let body = self.metrics.render(queued, self.conns.len());
+        self.hub.metrics.topics = self.hub.topics.len() as u64;
+        self.hub.metrics.subscriptions = self.hub.topics.subscriptions() as u64;
+        let body = self.hub.metrics.render(queued, self.hub.conns.len());
         let mut response = Vec::with_capacity(body.len() + 128);
         write_response(
             &mut response,
@@ -621,165 +602,6 @@ impl<H: Handler> Server<H> {
     }
 }
 
-/// Acting on any connection of the reactor, outside a connection's own
-/// callback: given to [`Handler::on_wake`] and [`Handler::on_timer`].
-#[derive(Debug)]
-pub struct Control<'a> {
-    conns: &'a mut Slab<Conn>,
-    poll: &'a Poll,
-    timers: &'a mut Timers,
-    config: &'a ServerConfig,
-    metrics: &'a mut Metrics,
-    next_generation: &'a mut u32,
-    flags: &'a Flags,
-    scratch: &'a mut Vec<u8>,
-    /// Connections acted on: settled (and dropped if broken) afterwards.
-    touched: Vec<ConnId>,
-    now: Tick,
-}
-
-impl Control<'_> {
-    /// Open a client connection to `ws://host[:port][/path]`. The host is
-    /// resolved with the system resolver (blocking, once per call); the TCP
-    /// connect and the handshake then proceed in the loop. The handler gets
-    /// [`Handler::on_open`] when the handshake succeeds, or
-    /// [`Handler::on_connect_failed`] if it fails or does not finish within
-    /// `handshake_timeout`.
-    ///
-    /// # Errors
-    /// A bad URL, a name that does not resolve, too many connections, or a
-    /// socket error.
-    pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
-        let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let addr = (url.host.as_str(), url.port)
-            .to_socket_addrs()?
-            .next()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
-        self.connect_addr(addr, &url.host_header(), &url.path)
-    }
-
-    /// Open a client connection to `addr`, sending `host` and `path` in the
-    /// request (no name resolution).
-    ///
-    /// # Errors
-    /// Too many connections, or a socket error.
-    pub fn connect_addr(&mut self, addr: SocketAddr, host: &str, path: &str) -> io::Result<ConnId> {
-        if self.conns.len() >= self.config.max_connections || self.conns.vacant_key() >= MAX_KEY {
-            return Err(io::Error::other("connection limit reached"));
-        }
-        let mut stream = TcpStream::connect(addr)?;
-        let key = self.conns.vacant_key();
-        self.poll.registry().register(
-            &mut stream,
-            Token(key),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        let mut request = Vec::with_capacity(256);
-        let offer = self.config.deflate.offer();
-        let extensions = offer.as_ref().map(|o| o.as_str());
-        let client_key =
-            write_request(&mut request, host, path, &random_16(), &[], extensions, &[]);
-        *self.next_generation = self.next_generation.wrapping_add(1);
-        let proto = Connection::client(self.config.protocol, random_u64());
-        let mut conn = Conn::new(
-            stream,
-            *self.next_generation,
-            proto,
-            State::Connecting,
-            self.now,
-        );
-        conn.client = Some(Box::new(ClientSetup {
-            request,
-            expected_accept: client_key.expected_accept().to_string(),
-        }));
-        if let Some(when) = after(self.now, self.config.handshake_timeout) {
-            set_deadline(&mut conn, key, self.timers, when);
-        }
-        let generation = conn.generation;
-        self.conns.insert(conn);
-        Ok(ConnId { key, generation })
-    }
-
-    /// Send a message on connection `id` (see [`Ctx::send`](super::Ctx::send)).
-    ///
-    /// # Errors
-    /// [`SendError::Closed`] if the connection is gone, not open yet, or
-    /// closing; [`SendError::Overflow`] as for `Ctx::send`.
-    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<Sent, SendError> {
-        self.with(id, |link| link.send(msg.opcode(), msg.as_bytes(), false))
-    }
-
-    /// Send a ping on connection `id`.
-    ///
-    /// # Errors
-    /// As [`Control::send`], or [`SendError::ControlTooLong`].
-    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<Sent, SendError> {
-        self.with(id, |link| link.control(false, |tx| tx.ping(payload)))
-    }
-
-    /// Start the close handshake on connection `id`.
-    ///
-    /// # Errors
-    /// As [`Control::send`], or an invalid code or reason.
-    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<Sent, SendError> {
-        self.with(id, |link| link.control(false, |tx| tx.close(code, reason)))
-    }
-
-    /// The counters so far.
-    pub fn metrics(&self) -> &Metrics {
-        self.metrics
-    }
-
-    /// Is `id` an open WebSocket connection?
-    pub fn is_open(&self, id: ConnId) -> bool {
-        matches!(self.conns.get(id.key), Some(c) if c.generation == id.generation && c.state == State::Open)
-    }
-
-    /// Number of connections held (in any state).
-    pub fn connections(&self) -> usize {
-        self.conns.len()
-    }
-
-    /// Call [`Handler::on_timer`] with `token` after `delay`.
-    pub fn set_timer(&mut self, delay: Duration, token: u64) {
-        self.timers.push_app(self.now + delay, token);
-    }
-
-    /// Stop the loop after this callback.
-    pub fn stop(&mut self) {
-        self.flags.stop.store(true, Ordering::SeqCst);
-    }
-
-    /// Begin a graceful shutdown after this callback (see [`Remote::shutdown`]).
-    pub fn shutdown(&mut self) {
-        self.flags.shutdown.store(true, Ordering::SeqCst);
-    }
-
-    fn with(
-        &mut self,
-        id: ConnId,
-        f: impl FnOnce(&mut Link<'_>) -> Result<Sent, SendError>,
-    ) -> Result<Sent, SendError> {
-        let conn = match self.conns.get_mut(id.key) {
-            Some(c) if c.generation == id.generation && c.state == State::Open => c,
-            _ => return Err(SendError::Closed),
-        };
-        let mut link = Link {
-            tx: conn.proto.sender(),
-            stream: &mut conn.stream,
-            broken: &mut conn.broken,
-            metrics: self.metrics,
-            config: self.config,
-            scratch: self.scratch,
-            in_place: None,
-        };
-        let result = f(&mut link);
-        // Settled (and dropped if broken) after the callback.
-        self.touched.push(id);
-        result
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::{Read, Write};
@@ -787,7 +609,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::net::ctx::Ctx;
+    use crate::Message;
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -817,7 +639,7 @@ mod tests {
         fn on_pong(&mut self, _ctx: &mut Ctx<'_>, _payload: &[u8]) {
             self.pongs += 1;
         }
-        fn on_close(&mut self, _id: ConnId, code: u16, reason: &str) {
+        fn on_close(&mut self, _ctx: &mut Ctx<'_>, code: u16, reason: &str) {
             // Stopping the reactor closes everyone; only earlier closes count.
             if reason != "reactor stopped" {
                 self.closes.push((code, reason.to_string()));
@@ -826,7 +648,7 @@ mod tests {
         fn on_timer(&mut self, ctl: &mut Control<'_>, _token: u64) {
             let elapsed = self.started.elapsed();
             if elapsed >= self.sample_from {
-                let entries = ctl.timers.conn_entries();
+                let entries = ctl.hub.timers.conn_entries();
                 self.excess = self.excess.max(entries.saturating_sub(ctl.connections()));
                 self.samples += 1;
             }
@@ -858,7 +680,7 @@ mod tests {
         for _ in 0..clients {
             reactor.connect(&format!("ws://{addr}/")).unwrap();
         }
-        reactor.control(Tick::now()).set_timer(ms(2), 0);
+        reactor.control().set_timer(ms(2), 0);
         reactor.run().unwrap()
     }
 

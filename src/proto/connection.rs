@@ -724,6 +724,11 @@ impl Connection {
         (&mut self.rx, &mut self.tx)
     }
 
+    /// Bytes queued for the transport.
+    pub fn pending_len(&self) -> usize {
+        self.tx.pending_len()
+    }
+
     /// The sending half.
     pub fn sender(&mut self) -> &mut Sender {
         &mut self.tx

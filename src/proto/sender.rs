@@ -10,7 +10,10 @@
 //! Once `Closed`, the caller flushes what is pending and closes the transport
 //! (a server first, RFC 6455 §7.1.1).
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::num::NonZeroU16;
+use std::sync::Arc;
 
 use super::close::is_valid_sent_code;
 use super::error::SendError;
@@ -18,6 +21,7 @@ use super::frame::{encode_header, HeaderBuf, OpCode};
 #[cfg(feature = "deflate")]
 use super::frame::{MAX_HEADER_LEN, RSV1};
 use super::mask::apply_mask;
+use super::shared::SharedFrame;
 #[cfg(feature = "deflate")]
 use crate::ext::deflate::{Compressor, Decompressor};
 
@@ -36,8 +40,8 @@ pub enum CloseState {
 /// Output queued for the transport, in order, plus the close state.
 ///
 /// An empty queue owns no heap memory: the buffer is released once drained,
-/// so an idle connection costs only this struct (40 bytes on a 64-bit
-/// target; 48 with the `deflate` feature).
+/// so an idle connection costs only this struct (48 bytes on a 64-bit
+/// target; 56 with the `deflate` feature).
 #[derive(Debug)]
 pub struct Sender {
     /// The queue. A plain `Vec`, not a one-pointer [`LazyBuf`] like the
@@ -46,6 +50,11 @@ pub struct Sender {
     ///
     /// [`LazyBuf`]: super::buf::LazyBuf
     out: Vec<u8>,
+    /// Output queued ahead of `out`: shared frames, and owned bytes moved
+    /// there to keep their order. `None` until the first shared frame; then
+    /// kept (emptied, not freed), so a subscriber's steady state allocates
+    /// nothing per delivery.
+    front: Option<Box<Front>>,
     /// Masking-key generator, used only by a `client`. Not an `Option`: a
     /// `u64` has no spare value to mean `None`, so that would cost 8 bytes.
     mask: MaskGen,
@@ -66,6 +75,25 @@ pub struct Sender {
     deflate: Option<Box<Deflate>>,
 }
 
+/// The queue of byte runs ahead of [`Sender`]'s own buffer.
+#[derive(Debug, Default)]
+struct Front {
+    segs: VecDeque<Seg>,
+    /// Bytes pending in `segs`.
+    len: usize,
+}
+
+/// A run of queued bytes: `bytes[start..]` is pending.
+#[derive(Debug)]
+struct Seg {
+    bytes: Arc<Vec<u8>>,
+    start: usize,
+}
+
+/// A drained front queue keeps its memory up to this many entries (a
+/// subscriber's usual backlog); a larger one is freed.
+const FRONT_KEEP: usize = 64;
+
 /// Both directions of permessage-deflate.
 #[cfg(feature = "deflate")]
 #[derive(Debug)]
@@ -82,6 +110,7 @@ impl Sender {
     pub(crate) fn new(mask_seed: Option<u64>) -> Self {
         Self {
             out: Vec::new(),
+            front: None,
             mask: MaskGen(mask_seed.unwrap_or(0)),
             pos: 0,
             sent_close: None,
@@ -345,20 +374,117 @@ impl Sender {
         self.out.extend_from_slice(bytes);
     }
 
-    /// Bytes waiting for the transport.
+    /// Queue a frame encoded once for many connections: a reference to it,
+    /// not a copy. A connection that compresses the message (permessage-deflate
+    /// agreed and the message long enough) compresses it for itself instead,
+    /// since its compressor's context is its own.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once a close frame was sent.
+    pub fn send_shared(&mut self, frame: &SharedFrame) -> Result<(), SendError> {
+        if self.state != CloseState::Open {
+            return Err(SendError::Closed);
+        }
+        if self.client || self.compresses(frame.opcode(), frame.payload().len()) {
+            // A client masks each frame: it cannot share one.
+            return self.send(frame.opcode(), frame.payload());
+        }
+        self.queue_shared(frame.share(), 0);
+        Ok(())
+    }
+
+    /// Queue `bytes[start..]` (already framed) behind everything pending.
+    fn queue_shared(&mut self, bytes: Arc<Vec<u8>>, start: usize) {
+        let own = self.out.len() - self.pos as usize;
+        let front = self.front.get_or_insert_with(Box::default);
+        if own > 0 {
+            // Owned bytes queued earlier go first: move them (not copy) to
+            // the front queue.
+            let out = std::mem::take(&mut self.out);
+            front.segs.push_back(Seg {
+                bytes: Arc::new(out),
+                start: self.pos as usize,
+            });
+            front.len += own;
+            self.pos = 0;
+        }
+        front.len += bytes.len() - start;
+        front.segs.push_back(Seg { bytes, start });
+    }
+
+    /// The first run of bytes waiting for the transport (all of them unless
+    /// shared frames are queued; see [`Sender::pending_slices`]).
     pub fn pending(&self) -> &[u8] {
-        &self.out[self.pos as usize..]
+        match self.front.as_deref().and_then(|f| f.segs.front()) {
+            Some(seg) => &seg.bytes[seg.start..],
+            None => &self.out[self.pos as usize..],
+        }
+    }
+
+    /// Whether the pending bytes are in more than one run (shared frames
+    /// queued): write them with [`Sender::pending_slices`] and a vectored
+    /// write.
+    #[inline]
+    pub fn is_segmented(&self) -> bool {
+        self.front.as_deref().is_some_and(|f| f.len > 0)
+    }
+
+    /// Fill `dst` with the pending runs, in order, for a vectored write;
+    /// returns how many were filled (fewer than all if `dst` is short).
+    pub fn pending_slices<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        if let Some(front) = self.front.as_deref() {
+            for seg in &front.segs {
+                if n == dst.len() {
+                    return n;
+                }
+                dst[n] = IoSlice::new(&seg.bytes[seg.start..]);
+                n += 1;
+            }
+        }
+        let own = &self.out[self.pos as usize..];
+        if !own.is_empty() && n < dst.len() {
+            dst[n] = IoSlice::new(own);
+            n += 1;
+        }
+        n
     }
 
     /// Number of bytes waiting.
+    #[inline]
     pub fn pending_len(&self) -> usize {
-        self.out.len() - self.pos as usize
+        let front = match self.front.as_deref() {
+            Some(f) => f.len,
+            None => 0,
+        };
+        front + self.out.len() - self.pos as usize
     }
 
-    /// The transport took `n` bytes of [`Sender::pending`].
-    pub fn consume(&mut self, n: usize) {
+    /// The transport took `n` bytes of the pending ones.
+    pub fn consume(&mut self, mut n: usize) {
         debug_assert!(n <= self.pending_len());
-        self.skip_to(self.pos as usize + n);
+        if let Some(front) = self.front.as_deref_mut() {
+            while n > 0 {
+                let Some(seg) = front.segs.front_mut() else {
+                    break;
+                };
+                let left = seg.bytes.len() - seg.start;
+                if n < left {
+                    seg.start += n;
+                    front.len -= n;
+                    return;
+                }
+                n -= left;
+                front.len -= left;
+                front.segs.pop_front();
+            }
+            if front.segs.is_empty() && front.segs.capacity() > FRONT_KEEP {
+                self.front = None;
+            }
+        }
+        if n > 0 {
+            self.skip_to(self.pos as usize + n);
+        }
     }
 
     /// Nothing before `out[pos]` is pending any more (the transport took

@@ -11,7 +11,7 @@ use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use wsreactor::{ConnId, Ctx, Handler, Message, Remote, Server, ServerConfig};
+use wsreactor::{Ctx, Handler, Message, Remote, Server, ServerConfig};
 
 /// What the echo server saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +49,7 @@ impl Handler for Echo {
         }
     }
 
-    fn on_close(&mut self, _id: ConnId, code: u16, _reason: &str) {
+    fn on_close(&mut self, _ctx: &mut Ctx<'_>, code: u16, _reason: &str) {
         let _ = self.seen.send(Seen::Close(code));
     }
 }

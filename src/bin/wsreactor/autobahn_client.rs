@@ -126,14 +126,15 @@ impl Handler for Driver {
         }
     }
 
-    fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        let id = ctx.id();
         if Some(id) == self.current {
             log::debug!("{:?} closed: {code} {reason}", self.phase);
             self.ended();
         }
     }
 
-    fn on_connect_failed(&mut self, id: ConnId, reason: &str) {
+    fn on_connect_failed(&mut self, _ctl: &mut Control<'_>, id: ConnId, reason: &str) {
         if Some(id) != self.current {
             return;
         }

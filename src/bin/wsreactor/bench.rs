@@ -932,7 +932,8 @@ impl Handler for WsBench {
         }
     }
 
-    fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        let id = ctx.id();
         self.open_now = self.open_now.saturating_sub(1);
         if let Some(slot) = self.conns.get_mut(id.index()) {
             *slot = None;
@@ -950,7 +951,7 @@ impl Handler for WsBench {
         }
     }
 
-    fn on_connect_failed(&mut self, _id: ConnId, reason: &str) {
+    fn on_connect_failed(&mut self, _ctl: &mut Control<'_>, _id: ConnId, reason: &str) {
         let why = format!("cannot connect to {}: {reason}", self.url);
         self.fail(why);
     }

@@ -280,7 +280,8 @@ impl Handler for Client {
         }
     }
 
-    fn on_close(&mut self, id: ConnId, code: u16, reason: &str) {
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        let id = ctx.id();
         if self.conn != Some(id) {
             return;
         }
@@ -300,7 +301,7 @@ impl Handler for Client {
         };
         if let Some(r) = self.reconnector.as_mut() {
             log::warn!("{why}");
-            r.on_close(id);
+            r.on_close(ctx.control(), id);
         } else if matches!(code, 1000 | 1005) {
             log::info!("{why}");
             self.end(Ok(()));
@@ -309,10 +310,10 @@ impl Handler for Client {
         }
     }
 
-    fn on_connect_failed(&mut self, id: ConnId, reason: &str) {
+    fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId, reason: &str) {
         match self.reconnector.as_mut() {
             Some(r) => {
-                if r.on_connect_failed(id) {
+                if r.on_connect_failed(ctl, id) {
                     log::warn!("cannot connect to {}: {reason}", self.url);
                 }
             }

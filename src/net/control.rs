@@ -1,0 +1,488 @@
+//! Acting on connections from any callback: [`Control`] reaches every
+//! connection of the reactor by [`ConnId`], and [`Ctx`] is a `Control`
+//! focused on the connection a callback is about.
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use mio::net::TcpStream;
+use mio::{Interest, Token};
+
+use super::conn::{ClientSetup, Conn, State};
+use super::ctx::{ConnId, Link, Sent};
+use super::drive::{after, set_deadline};
+use super::hub::{deliver, Hub};
+use super::inplace::InPlace;
+use super::metrics::Metrics;
+use super::rand::{random_16, random_u64};
+use super::timer::Tick;
+use super::url::WsUrl;
+use crate::handshake::client::write_request;
+use crate::proto::{Connection, Message, OpCode, SendError, Sender, SharedFrame};
+use crate::topics::TopicError;
+
+/// Slab keys at or above this are never handed out: the reactor's own
+/// tokens sit at the top of the range, and timer entries store keys in 32
+/// bits.
+pub(crate) const MAX_KEY: usize = {
+    let timer_keys = u32::MAX as usize;
+    let tokens = usize::MAX - 16;
+    if timer_keys < tokens {
+        timer_keys
+    } else {
+        tokens
+    }
+};
+
+/// The connection a [`Ctx`] is about, borrowed piece by piece while the
+/// reactor decodes its input.
+#[derive(Debug)]
+pub(crate) struct Own<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) tx: &'a mut Sender,
+    pub(crate) stream: &'a mut TcpStream,
+    pub(crate) broken: &'a mut bool,
+    /// The message being handled, if it can be sent back in place.
+    pub(crate) in_place: Option<InPlace>,
+    /// More received frames wait in the same read: queue sends, flush once.
+    pub(crate) cork: bool,
+}
+
+/// Acting on any connection of the reactor, and on its timers and topics.
+///
+/// Every callback reaches one: [`Handler::on_wake`](crate::Handler::on_wake)
+/// and [`Handler::on_timer`](crate::Handler::on_timer) get it directly, the
+/// connection callbacks through [`Ctx::control`], and before
+/// [`Reactor::run`](super::Reactor::run) [`Reactor::control`](super::Reactor::control)
+/// gives one.
+///
+/// ```
+/// use wsreactor::{Control, Ctx, Handler, Message};
+///
+/// /// Sends every message to the connection that opened first.
+/// struct ToFirst(Option<wsreactor::ConnId>);
+///
+/// impl Handler for ToFirst {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         self.0.get_or_insert(ctx.id());
+///     }
+///     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+///         if let Some(first) = self.0 {
+///             let _ = ctx.control().send(first, msg);
+///         }
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Control<'a> {
+    pub(crate) hub: &'a mut Hub,
+    /// The connection being driven: out of the slab while its callback
+    /// runs, so reached through here.
+    pub(crate) own: Option<Own<'a>>,
+    pub(crate) now: Tick,
+}
+
+impl<'a> Control<'a> {
+    pub(crate) fn new(hub: &'a mut Hub, own: Option<Own<'a>>, now: Tick) -> Self {
+        Self { hub, own, now }
+    }
+
+    /// Open a client connection to `ws://host[:port][/path]`. The host is
+    /// resolved with the system resolver (blocking, once per call); the TCP
+    /// connect and the handshake then proceed in the loop. The handler gets
+    /// [`Handler::on_open`](crate::Handler::on_open) when the handshake
+    /// succeeds, or [`Handler::on_connect_failed`](crate::Handler::on_connect_failed)
+    /// if it fails or does not finish within `handshake_timeout`.
+    ///
+    /// # Errors
+    /// A bad URL, a name that does not resolve, too many connections, or a
+    /// socket error.
+    pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
+        let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let addr = (url.host.as_str(), url.port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
+        self.connect_addr(addr, &url.host_header(), &url.path)
+    }
+
+    /// Open a client connection to `addr`, sending `host` and `path` in the
+    /// request (no name resolution).
+    ///
+    /// # Errors
+    /// Too many connections, or a socket error.
+    pub fn connect_addr(&mut self, addr: SocketAddr, host: &str, path: &str) -> io::Result<ConnId> {
+        let hub = &mut *self.hub;
+        if hub.conns.len() >= hub.config.max_connections || hub.conns.vacant_key() >= MAX_KEY {
+            return Err(io::Error::other("connection limit reached"));
+        }
+        let mut stream = TcpStream::connect(addr)?;
+        let key = hub.conns.vacant_key();
+        hub.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let mut request = Vec::with_capacity(256);
+        let offer = hub.config.deflate.offer();
+        let extensions = offer.as_ref().map(|o| o.as_str());
+        let client_key =
+            write_request(&mut request, host, path, &random_16(), &[], extensions, &[]);
+        hub.next_generation = hub.next_generation.wrapping_add(1);
+        let proto = Connection::client(hub.config.protocol, random_u64());
+        let mut conn = Conn::new(
+            stream,
+            hub.next_generation,
+            proto,
+            State::Connecting,
+            self.now,
+        );
+        conn.client = Some(Box::new(ClientSetup {
+            request,
+            expected_accept: client_key.expected_accept().to_string(),
+        }));
+        if let Some(when) = after(self.now, hub.config.handshake_timeout) {
+            set_deadline(&mut conn, key, &mut hub.timers, when);
+        }
+        let generation = conn.generation;
+        let inserted = hub.conns.insert(conn);
+        debug_assert_eq!(inserted, key);
+        Ok(ConnId { key, generation })
+    }
+
+    /// Send a message on connection `id` (see [`Ctx::send`]).
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] if the connection is gone, not open yet, or
+    /// closing; [`SendError::Overflow`] as for `Ctx::send`.
+    pub fn send(&mut self, id: ConnId, msg: Message<'_>) -> Result<Sent, SendError> {
+        self.with(id, |link, cork| {
+            link.send(msg.opcode(), msg.as_bytes(), cork)
+        })
+    }
+
+    /// Send a text message on connection `id`.
+    ///
+    /// # Errors
+    /// As [`Control::send`].
+    pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<Sent, SendError> {
+        self.with(id, |link, cork| {
+            link.send(OpCode::Text, text.as_bytes(), cork)
+        })
+    }
+
+    /// Send a binary message on connection `id`.
+    ///
+    /// # Errors
+    /// As [`Control::send`].
+    pub fn send_binary(&mut self, id: ConnId, data: &[u8]) -> Result<Sent, SendError> {
+        self.with(id, |link, cork| link.send(OpCode::Binary, data, cork))
+    }
+
+    /// Send a ping on connection `id`.
+    ///
+    /// # Errors
+    /// As [`Control::send`], or [`SendError::ControlTooLong`].
+    pub fn ping(&mut self, id: ConnId, payload: &[u8]) -> Result<Sent, SendError> {
+        self.with(id, |link, cork| link.control(cork, |tx| tx.ping(payload)))
+    }
+
+    /// Start the close handshake on connection `id`.
+    ///
+    /// # Errors
+    /// As [`Control::send`], or an invalid code or reason.
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<Sent, SendError> {
+        self.with(id, |link, cork| {
+            link.control(cork, |tx| tx.close(code, reason))
+        })
+    }
+
+    /// Bytes queued for connection `id` and not yet taken by the kernel (0
+    /// if it is gone).
+    pub fn queued(&mut self, id: ConnId) -> usize {
+        match &self.own {
+            Some(own) if own.id == id => own.tx.pending_len(),
+            _ => self
+                .hub
+                .conns
+                .get_id(id)
+                .map_or(0, |c| c.proto.sender().pending_len()),
+        }
+    }
+
+    /// Subscribe connection `id` to `topic`; `Ok(false)` if it already was.
+    /// The subscription ends with the connection.
+    ///
+    /// # Errors
+    /// [`TopicError::NotOpen`] if `id` is not an open connection,
+    /// [`TopicError::BadName`] for an empty name or one over
+    /// [`MAX_TOPIC_LEN`](crate::topics::MAX_TOPIC_LEN) bytes.
+    pub fn subscribe(&mut self, id: ConnId, topic: &str) -> Result<bool, TopicError> {
+        if !self.is_open(id) {
+            return Err(TopicError::NotOpen);
+        }
+        self.hub.topics.subscribe(id, topic)
+    }
+
+    /// Unsubscribe connection `id` from `topic`; `false` if it was not
+    /// subscribed.
+    pub fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        self.hub.topics.unsubscribe(id, topic)
+    }
+
+    /// Number of subscribers of `topic`.
+    pub fn subscribers(&self, topic: &str) -> usize {
+        self.hub.topics.subscribers(topic).len()
+    }
+
+    /// Publish `msg` to every subscriber of `topic`; returns how many had it
+    /// queued. The frame is encoded once and shared by every subscriber's
+    /// queue; each subscriber's deliveries of one loop round go out in one
+    /// vectored write at the end of the round, in publish order. A
+    /// subscriber whose queued output would pass
+    /// [`ServerConfig::max_subscriber_backlog`](crate::ServerConfig::max_subscriber_backlog)
+    /// gets [`ServerConfig::on_slow_subscriber`](crate::ServerConfig::on_slow_subscriber)
+    /// instead.
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        self.publish_except(topic, msg, None)
+    }
+
+    /// [`Control::publish`] to every subscriber but `except` (e.g. the
+    /// sender).
+    pub fn publish_except(
+        &mut self,
+        topic: &str,
+        msg: Message<'_>,
+        except: Option<ConnId>,
+    ) -> usize {
+        let hub = &mut *self.hub;
+        let subscribers = hub.topics.subscribers(topic);
+        if subscribers.is_empty() {
+            return 0;
+        }
+        let frame = SharedFrame::new(msg.opcode(), msg.as_bytes());
+        hub.metrics.publishes_total += 1;
+        let mut delivered = 0;
+        for &id in subscribers {
+            if Some(id) == except {
+                continue;
+            }
+            let tx = match &mut self.own {
+                Some(own) if own.id == id => &mut *own.tx,
+                _ => match hub.conns.get_id(id) {
+                    Some(c) if c.state == State::Open => c.proto.sender(),
+                    _ => continue,
+                },
+            };
+            let ok = deliver(
+                id,
+                tx,
+                &frame,
+                &hub.config,
+                &mut hub.metrics,
+                &mut hub.dirty,
+                &mut hub.touched,
+            );
+            delivered += usize::from(ok.is_ok());
+        }
+        delivered
+    }
+
+    /// The counters so far.
+    pub fn metrics(&self) -> &Metrics {
+        &self.hub.metrics
+    }
+
+    /// Is `id` an open WebSocket connection?
+    pub fn is_open(&self, id: ConnId) -> bool {
+        match &self.own {
+            Some(own) if own.id == id => true,
+            _ => {
+                matches!(self.hub.conns.get(id.key), Some(c) if c.generation == id.generation && c.state == State::Open)
+            }
+        }
+    }
+
+    /// Number of connections held (in any state).
+    pub fn connections(&self) -> usize {
+        self.hub.conns.len()
+    }
+
+    /// Call [`Handler::on_timer`](crate::Handler::on_timer) with `token`
+    /// after `delay`.
+    pub fn set_timer(&mut self, delay: Duration, token: u64) {
+        self.hub.timers.push_app(self.now + delay, token);
+    }
+
+    /// Stop the loop after this callback.
+    pub fn stop(&mut self) {
+        self.hub.flags.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Begin a graceful shutdown after this callback (see
+    /// [`Remote::shutdown`](super::Remote::shutdown)).
+    pub fn shutdown(&mut self) {
+        self.hub.flags.shutdown.store(true, Ordering::SeqCst);
+    }
+
+    /// Run `f` on connection `id`'s write path, if it is open.
+    fn with(
+        &mut self,
+        id: ConnId,
+        f: impl FnOnce(&mut Link<'_>, bool) -> Result<Sent, SendError>,
+    ) -> Result<Sent, SendError> {
+        let hub = &mut *self.hub;
+        if let Some(own) = self.own.as_mut().filter(|o| o.id == id) {
+            let mut link = Link {
+                tx: own.tx,
+                stream: own.stream,
+                broken: own.broken,
+                metrics: &mut hub.metrics,
+                config: &hub.config,
+                scratch: &mut hub.scratch,
+                in_place: own.in_place,
+            };
+            // Settled by the reactor when the callback returns.
+            return f(&mut link, own.cork);
+        }
+        let conn = match hub.conns.get_id(id) {
+            Some(c) if c.state == State::Open => c,
+            _ => return Err(SendError::Closed),
+        };
+        let mut link = Link {
+            tx: conn.proto.sender(),
+            stream: &mut conn.stream,
+            broken: &mut conn.broken,
+            metrics: &mut hub.metrics,
+            config: &hub.config,
+            scratch: &mut hub.scratch,
+            in_place: None,
+        };
+        let result = f(&mut link, false);
+        // Settled (and dropped if broken) at the end of the round.
+        hub.touched.push(id);
+        result
+    }
+}
+
+/// A handle to the connection a callback is about: a [`Control`] focused on
+/// it.
+///
+/// Sends go straight to the socket when nothing is queued before them (the
+/// whole frame in one write); only what the kernel does not take is queued.
+/// While more received frames wait in the same read batch, sends are queued
+/// instead ("corked") and flushed once after the batch, so pipelined
+/// messages cost one write, not one each. In
+/// [`Handler::on_close`](crate::Handler::on_close) the connection is gone:
+/// its own sends fail with [`SendError::Closed`], the rest of the reactor is
+/// still reachable.
+///
+/// ```
+/// use wsreactor::{Ctx, Handler, Message};
+///
+/// /// A chat room: everyone who connects joins "room"; every message goes
+/// /// to all members but its sender.
+/// struct Room;
+///
+/// impl Handler for Room {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         ctx.subscribe("room").expect("the connection is open");
+///     }
+///     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+///         ctx.publish_others("room", msg);
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    pub(crate) id: ConnId,
+    pub(crate) ctl: Control<'a>,
+}
+
+impl<'a> Ctx<'a> {
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The whole reactor: other connections, timers, topics.
+    pub fn control(&mut self) -> &mut Control<'a> {
+        &mut self.ctl
+    }
+
+    /// Send a message of the same kind as `msg`.
+    ///
+    /// # Errors
+    /// [`SendError::Closed`] once the close handshake has started;
+    /// [`SendError::Overflow`] if the queued output would pass
+    /// `max_queued_output` (then `on_overflow` applies).
+    #[inline]
+    pub fn send(&mut self, msg: Message<'_>) -> Result<Sent, SendError> {
+        self.ctl.send(self.id, msg)
+    }
+
+    /// Send a text message.
+    ///
+    /// # Errors
+    /// As [`Ctx::send`].
+    pub fn send_text(&mut self, text: &str) -> Result<Sent, SendError> {
+        self.ctl.send_text(self.id, text)
+    }
+
+    /// Send a binary message.
+    ///
+    /// # Errors
+    /// As [`Ctx::send`].
+    pub fn send_binary(&mut self, data: &[u8]) -> Result<Sent, SendError> {
+        self.ctl.send_binary(self.id, data)
+    }
+
+    /// Send a ping (at most 125 bytes of payload).
+    ///
+    /// # Errors
+    /// [`SendError::ControlTooLong`], or [`SendError::Closed`].
+    pub fn ping(&mut self, payload: &[u8]) -> Result<Sent, SendError> {
+        self.ctl.ping(self.id, payload)
+    }
+
+    /// Start the close handshake.
+    ///
+    /// # Errors
+    /// [`SendError::InvalidCloseCode`], [`SendError::ControlTooLong`] for a
+    /// reason over 123 bytes, or [`SendError::Closed`].
+    pub fn close(&mut self, code: u16, reason: &str) -> Result<Sent, SendError> {
+        self.ctl.close(self.id, code, reason)
+    }
+
+    /// Bytes queued for this connection and not yet taken by the kernel.
+    pub fn queued(&mut self) -> usize {
+        self.ctl.queued(self.id)
+    }
+
+    /// Subscribe this connection to `topic` (see [`Control::subscribe`]).
+    ///
+    /// # Errors
+    /// As [`Control::subscribe`].
+    pub fn subscribe(&mut self, topic: &str) -> Result<bool, TopicError> {
+        self.ctl.subscribe(self.id, topic)
+    }
+
+    /// Unsubscribe this connection from `topic`.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        self.ctl.unsubscribe(self.id, topic)
+    }
+
+    /// Publish to every subscriber of `topic`, this connection included if
+    /// it subscribed (see [`Control::publish`]).
+    pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        self.ctl.publish_except(topic, msg, None)
+    }
+
+    /// Publish to every subscriber of `topic` but this connection.
+    pub fn publish_others(&mut self, topic: &str, msg: Message<'_>) -> usize {
+        let id = self.id;
+        self.ctl.publish_except(topic, msg, Some(id))
+    }
+}
