@@ -159,3 +159,64 @@ fn zero_allocations_per_message_sent_by_a_client() {
         "allocations on the client's reactor thread across {MEASURED} messages (masking included)"
     );
 }
+
+/// Joins every connection to one topic and publishes every message to it,
+/// counting the reactor thread's allocations like `CountingEcho`.
+#[derive(Debug, Default)]
+struct CountingRoom {
+    messages: u64,
+    at_start: u64,
+    at_end: u64,
+}
+
+impl Handler for CountingRoom {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.subscribe("room").unwrap();
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        self.messages += 1;
+        if self.messages == WARMUP {
+            self.at_start = thread_allocations();
+        } else if self.messages == WARMUP + MEASURED {
+            self.at_end = thread_allocations();
+        }
+        ctx.publish("room", msg);
+    }
+}
+
+/// No allocation per delivery nor per publish in steady state: the frame's
+/// buffer comes from the pool, each subscriber's queue keeps its memory.
+#[test]
+fn zero_allocations_per_published_message() {
+    const SUBSCRIBERS: usize = 20;
+    let server = start(ServerConfig::default(), CountingRoom::default());
+    let mut clients: Vec<WsClient> = (0..SUBSCRIBERS)
+        .map(|_| WsClient::connect(server.addr))
+        .collect();
+    let payloads = [binary(20), binary(1024)];
+    let frames: Vec<Vec<u8>> = payloads
+        .iter()
+        .map(|p| server_frame(OP_BINARY, p))
+        .collect();
+    let mut got = vec![0u8; 2048];
+    for i in 0..WARMUP + MEASURED {
+        let k = i as usize % 2;
+        // Publishers take turns.
+        let publisher = i as usize % SUBSCRIBERS;
+        let request = clients[publisher].frame(true, OP_BINARY, &payloads[k]);
+        clients[publisher].stream.write_all(&request).unwrap();
+        for (n, c) in clients.iter_mut().enumerate() {
+            let got = &mut got[..frames[k].len()];
+            c.stream.read_exact(got).unwrap();
+            assert!(got == frames[k].as_slice(), "message {i} to {n} differs");
+        }
+    }
+    let h = server.stop();
+    assert_eq!(h.messages, WARMUP + MEASURED);
+    assert_eq!(
+        h.at_end - h.at_start,
+        0,
+        "allocations on the reactor thread across {MEASURED} publishes to {SUBSCRIBERS}"
+    );
+}

@@ -262,7 +262,7 @@ impl<'a> Control<'a> {
         if subscribers.is_empty() {
             return 0;
         }
-        let frame = SharedFrame::new(msg.opcode(), msg.as_bytes());
+        let frame = SharedFrame::new_in(&mut hub.frames, msg.opcode(), msg.as_bytes());
         hub.metrics.publishes_total += 1;
         let mut delivered = 0;
         for &id in subscribers {

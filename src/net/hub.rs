@@ -12,7 +12,7 @@ use super::conn::Conn;
 use super::ctx::{flush, ConnId};
 use super::metrics::Metrics;
 use super::timer::Timers;
-use crate::proto::{CloseState, SendError, Sender, SharedFrame};
+use crate::proto::{CloseState, FramePool, SendError, Sender, SharedFrame};
 use crate::server::{ServerConfig, SlowPolicy};
 use crate::topics::Topics;
 
@@ -123,6 +123,8 @@ pub(crate) struct Hub {
     /// Connections whose output queue went from empty to not empty by a
     /// publish: written (one `writev` each) at the end of the round.
     pub(crate) dirty: Vec<ConnId>,
+    /// Frame buffers of recent publishes, reused once delivered.
+    pub(crate) frames: FramePool,
 }
 
 /// What a publish does to one subscriber's queue.
@@ -183,6 +185,7 @@ impl Hub {
             topics: Topics::new(),
             touched: Vec::new(),
             dirty: Vec::new(),
+            frames: FramePool::new(),
         }
     }
 

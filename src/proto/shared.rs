@@ -6,6 +6,7 @@
 //! subscriber's references with one `writev`. The count is atomic so that a
 //! frame can be handed to another thread's reactor as it is.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::frame::{encode_header, OpCode};
@@ -35,6 +36,23 @@ impl SharedFrame {
             head: head.len() as u8,
             opcode,
         }
+    }
+
+    /// [`SharedFrame::new`], reusing a buffer from `pool` when one is free.
+    pub fn new_in(pool: &mut FramePool, opcode: OpCode, payload: &[u8]) -> Self {
+        let head = encode_header(true, 0, opcode, None, payload.len() as u64);
+        let head = head.as_slice();
+        let mut bytes = pool.take(head.len() + payload.len());
+        let buf = Arc::get_mut(&mut bytes).expect("a pooled buffer is unique");
+        buf.extend_from_slice(head);
+        buf.extend_from_slice(payload);
+        let frame = Self {
+            bytes,
+            head: head.len() as u8,
+            opcode,
+        };
+        pool.keep(&frame);
+        frame
     }
 
     /// The whole frame, as it goes on the wire.
@@ -67,6 +85,62 @@ impl SharedFrame {
     }
 }
 
+/// Frame buffers kept for reuse, so that publishing allocates nothing in
+/// steady state: the pool keeps a reference to each recent frame and hands
+/// its buffer out again once every queue that held it has let go.
+///
+/// A ring of at most [`FramePool::SLOTS`] buffers, checked oldest first:
+/// O(1) per publish. Buffers above [`FramePool::MAX_KEPT`] bytes are not
+/// kept (a large message is rare and its memory is given back).
+#[derive(Debug, Default)]
+pub struct FramePool {
+    ring: VecDeque<Arc<Vec<u8>>>,
+}
+
+impl FramePool {
+    /// Buffers kept at most.
+    pub const SLOTS: usize = 64;
+    /// Largest buffer kept, in bytes.
+    pub const MAX_KEPT: usize = 64 * 1024;
+
+    /// An empty pool.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An empty, unshared buffer with room for `len` bytes.
+    fn take(&mut self, len: usize) -> Arc<Vec<u8>> {
+        if let Some(oldest) = self.ring.front_mut() {
+            if let Some(buf) = Arc::get_mut(oldest) {
+                buf.clear();
+                buf.reserve(len);
+                return self.ring.pop_front().expect("just seen");
+            }
+            if self.ring.len() >= Self::SLOTS {
+                // Still queued for a slow subscriber: let it go.
+                self.ring.pop_front();
+            }
+        }
+        Arc::new(Vec::with_capacity(len))
+    }
+
+    fn keep(&mut self, frame: &SharedFrame) {
+        if frame.bytes.capacity() <= Self::MAX_KEPT {
+            self.ring.push_back(frame.share());
+        }
+    }
+
+    /// Buffers held.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// No buffer held.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,5 +155,37 @@ mod tests {
         assert_eq!(&f.bytes()[..2], &[0x82, 127]);
         assert_eq!(f.payload().len(), 70_000);
         assert_eq!(f.len(), 70_010);
+    }
+
+    #[test]
+    fn the_pool_reuses_buffers_no_queue_holds() {
+        let mut pool = FramePool::new();
+        let a = SharedFrame::new_in(&mut pool, OpCode::Text, b"one");
+        let ptr = a.bytes().as_ptr();
+        let held = a.clone();
+        drop(a);
+        // Still held (a queue's reference): not reused.
+        let b = SharedFrame::new_in(&mut pool, OpCode::Text, b"two");
+        assert_ne!(b.bytes().as_ptr(), ptr);
+        assert_eq!(held.payload(), b"one");
+        drop(held);
+        drop(b);
+        let c = SharedFrame::new_in(&mut pool, OpCode::Binary, b"three");
+        assert_eq!(c.bytes().as_ptr(), ptr, "the oldest free buffer is reused");
+        assert_eq!(c.bytes(), b"\x82\x05three");
+        assert!(pool.len() <= 2);
+    }
+
+    #[test]
+    fn the_pool_is_bounded() {
+        let mut pool = FramePool::new();
+        let held: Vec<SharedFrame> = (0..200)
+            .map(|i| SharedFrame::new_in(&mut pool, OpCode::Binary, &[i as u8; 10]))
+            .collect();
+        assert!(pool.len() <= FramePool::SLOTS);
+        assert_eq!(held[199].payload(), &[199u8; 10]);
+        let big = SharedFrame::new_in(&mut pool, OpCode::Binary, &vec![0; 100_000]);
+        assert!(pool.len() <= FramePool::SLOTS);
+        assert!(!pool.ring.iter().any(|b| b.len() == big.len()));
     }
 }

@@ -1,6 +1,7 @@
 //! `wsreactor echo` / `wsreactor serve`: the echo service with every server
 //! setting on the command line, token auth and graceful shutdown on
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM. `wsreactor broadcast` is the same server with another
+//! handler: every message to every open connection.
 
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +30,13 @@ OPTIONS:
     --max-header-bytes BYTES    Largest handshake header block (431) [default: 8192]
     --max-headers N             Most handshake headers (431) [default: 64]
     --max-pending-output BYTES  Pause reading above this much queued output
-                                [default: 33554432]
+                                [default: 1048576]
+    --max-subscriber-backlog BYTES
+                                A publish finding this much queued for a
+                                subscriber is not queued [default: 1048576]
+    --slow-subscriber close|drop
+                                Then close it (1008) or skip the delivery
+                                [default: close]
     --handshake-timeout SECS    Time to finish the handshake, 0 = off [default: 5]
     --close-timeout SECS        Time to finish the close handshake, 0 = off
                                 [default: 5]
@@ -48,11 +55,34 @@ the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
 at once. GET /healthz answers 200; GET /metrics Prometheus text.
 ";
 
-/// Echo every message back; check the token and pick the subprotocol at the
-/// handshake.
+const BROADCAST_USAGE: &str = "\
+wsreactor broadcast: every text or binary message any client sends goes to every
+open connection, the sender included, in publish order (the contract of
+uWebSockets' benchmarks/broadcast_test). Each message is framed once and shared
+by every connection's queue.
+
+USAGE:
+    wsreactor broadcast [OPTIONS]   (the options of `wsreactor echo --help`)
+";
+
+/// Which service the server runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// Every message back to its sender.
+    Echo,
+    /// Every message to every open connection.
+    Broadcast,
+}
+
+/// The topic every connection of `wsreactor broadcast` joins.
+const EVERYONE: &str = "all";
+
+/// Echo (or broadcast) every message; check the token and pick the
+/// subprotocol at the handshake.
 struct Echo {
     token: Option<String>,
     protocols: Vec<String>,
+    service: Service,
 }
 
 impl Handler for Echo {
@@ -73,9 +103,23 @@ impl Handler for Echo {
         }
     }
 
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        if self.service == Service::Broadcast {
+            // Only fails for a connection that is not open; this one is.
+            let _ = ctx.subscribe(EVERYONE);
+        }
+    }
+
     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
-        // A send only fails once the close handshake started; nothing to do then.
-        let _ = ctx.send(msg);
+        match self.service {
+            // A send only fails once the close handshake started; nothing to do then.
+            Service::Echo => {
+                let _ = ctx.send(msg);
+            }
+            Service::Broadcast => {
+                ctx.publish(EVERYONE, msg);
+            }
+        }
     }
 }
 
@@ -106,18 +150,26 @@ fn bearer_matches(req: &Upgrade<'_, '_>, token: &str) -> bool {
 }
 
 pub fn run(args: Vec<OsString>) -> Result<(), String> {
+    run_service(args, Service::Echo)
+}
+
+pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> {
     use lexopt::prelude::*;
     let mut addr = "127.0.0.1:9001".to_string();
     let mut cfg = ServerConfig::default();
     let mut handler = Echo {
         token: None,
         protocols: Vec::new(),
+        service,
     };
     let mut origins = Vec::new();
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let name = match arg {
             Short('h') | Long("help") => {
+                if service == Service::Broadcast {
+                    print!("{BROADCAST_USAGE}\n");
+                }
                 print!("{USAGE}");
                 return Ok(());
             }
@@ -145,6 +197,16 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
             "max-header-bytes" => cfg.handshake.max_header_bytes = number(&value()?)?,
             "max-headers" => cfg.handshake.max_headers = number(&value()?)?,
             "max-pending-output" => cfg.max_pending_output = number(&value()?)?,
+            "max-subscriber-backlog" => cfg.max_subscriber_backlog = number(&value()?)?,
+            "slow-subscriber" => {
+                cfg.on_slow_subscriber = match value()?.as_str() {
+                    "close" => wsreactor::SlowPolicy::Close(1008),
+                    "drop" => wsreactor::SlowPolicy::Drop,
+                    other => {
+                        return Err(format!("--slow-subscriber: '{other}' is not close or drop"))
+                    }
+                }
+            }
             "handshake-timeout" => cfg.handshake_timeout = seconds(&value()?)?,
             "close-timeout" => cfg.close_timeout = seconds(&value()?)?,
             "ping-interval" => {
@@ -167,7 +229,11 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     }
     let server = Server::bind(addr.as_str(), cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    log::info!("echo server listening on ws://{}", server.local_addr());
+    let what = match service {
+        Service::Echo => "echo",
+        Service::Broadcast => "broadcast",
+    };
+    log::info!("{what} server listening on ws://{}", server.local_addr());
     install_signal_handlers(server.stopper())?;
     server
         .run()

@@ -20,6 +20,8 @@ COMMANDS:
     echo      Echo service: every text and binary message back unchanged,
               with every server setting as an option (see echo --help)
     serve     The same as echo
+    broadcast Every message any client sends goes to every open connection,
+              the sender included (the same options as echo)
     client    Interactive client: stdin lines -> messages, messages -> stdout
     autobahn-client
               Run the Autobahn|Testsuite client cases (autobahn/run.sh client)
@@ -40,6 +42,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Some("echo" | "serve") => echo::run(rest),
+        Some("broadcast") => echo::run_service(rest, echo::Service::Broadcast),
         Some("client") => client::run(rest),
         Some("autobahn-client") => autobahn_client::run(rest),
         #[cfg(feature = "loadgen")]
