@@ -168,7 +168,7 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         let name = match arg {
             Short('h') | Long("help") => {
                 if service == Service::Broadcast {
-                    print!("{BROADCAST_USAGE}\n");
+                    println!("{BROADCAST_USAGE}");
                 }
                 print!("{USAGE}");
                 return Ok(());
