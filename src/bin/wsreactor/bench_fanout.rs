@@ -17,11 +17,14 @@
 //! and after the run the receivers each outstanding broadcast still misses
 //! (lost). Any nonzero count fails the run.
 //!
-//! Before measuring, connection 0 sends probe broadcasts every 10 ms until
-//! every connection has received one: a connection that got a broadcast is
-//! one the server broadcasts to, so no measured broadcast can miss a
-//! connection the server has not registered yet (a server may answer the
-//! handshake before it subscribes the connection).
+//! Before measuring, connection 0 sends probe broadcasts until every
+//! connection has received the latest one: a connection that got a
+//! broadcast is one the server broadcasts to, so no measured broadcast can
+//! miss a connection the server has not registered yet (a server may answer
+//! the handshake before it subscribes the connection). A probe follows the
+//! last one only once every connection that has joined has received it (or
+//! after 200 ms without progress), so probes never pile up in a slow
+//! server, and none is still in flight when the warm-up starts.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -84,8 +87,11 @@ OPTIONS:
 const HEADER: usize = 20;
 /// The publisher index of a probe (see the module comment).
 const PROBE: u32 = u32::MAX;
-/// How often connection 0 probes until every connection receives.
+/// How often the probing checks whether the next probe is due.
 const PROBE_EVERY: Duration = Duration::from_millis(10);
+/// A probe no connection has received for this long is followed by the next
+/// (the server may have dropped it: it came before the sender was joined).
+const PROBE_STALL: Duration = Duration::from_millis(200);
 /// After the measurement: how long outstanding broadcasts may take to
 /// complete before their missing deliveries count as lost.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -374,7 +380,10 @@ struct Tracker {
     spare: Vec<Box<[u64]>>,
     joined: Vec<bool>,
     joined_count: usize,
+    /// Probes sent; receivers of the latest, and when it last gained one.
     probes: u64,
+    probe_receivers: usize,
+    probe_progress: Instant,
     faults: Faults,
     first_fault: Option<String>,
     /// Broadcasts completed while measuring, and their publish-to-last-
@@ -417,6 +426,8 @@ impl Tracker {
             joined: vec![false; conns],
             joined_count: 0,
             probes: 0,
+            probe_receivers: 0,
+            probe_progress: Instant::now(),
             faults: Faults::default(),
             first_fault: None,
             completed: 0,
@@ -471,7 +482,23 @@ impl Tracker {
     fn probe(&mut self, at: Instant) -> &[u8] {
         let sent_ns = self.ns(at);
         self.probes += 1;
+        self.probe_receivers = 0;
+        self.probe_progress = at;
         self.stamp(PROBE, self.probes, sent_ns)
+    }
+
+    /// Every connection has received the latest probe.
+    fn all_joined(&self) -> bool {
+        self.probes > 0 && self.probe_receivers == self.conns
+    }
+
+    /// Should the next probe go out now? Once every joined connection has
+    /// the latest (no probe is queued anywhere), or when it stalled.
+    fn probe_due(&self, now: Instant) -> bool {
+        !self.all_joined()
+            && (self.probes == 0
+                || (self.probe_receivers > 0 && self.probe_receivers == self.joined_count)
+                || now.duration_since(self.probe_progress) >= PROBE_STALL)
     }
 
     fn fault(&mut self, what: impl FnOnce() -> String) {
@@ -503,6 +530,10 @@ impl Tracker {
             if !self.joined[c] {
                 self.joined[c] = true;
                 self.joined_count += 1;
+            }
+            if s == self.probes {
+                self.probe_receivers += 1;
+                self.probe_progress = now;
             }
             return None;
         }
@@ -864,16 +895,18 @@ impl Handler for FanWs {
         let now = Instant::now();
         match token {
             PROBE_TIMER if self.stage == Stage::Join => {
-                if self.tracker.joined_count == self.conns {
+                if self.tracker.all_joined() {
                     self.start_run(ctl, now);
                 } else if now > self.deadline {
                     let why = join_timeout(self.tracker.joined_count, self.conns);
                     self.fail(why);
                 } else {
-                    let msg = self.tracker.probe(now);
-                    if let Err(e) = ctl.send(self.ids[0], Message::Binary(msg)) {
-                        self.fail(format!("send: {e}"));
-                        return;
+                    if self.tracker.probe_due(now) {
+                        let msg = self.tracker.probe(now);
+                        if let Err(e) = ctl.send(self.ids[0], Message::Binary(msg)) {
+                            self.fail(format!("send: {e}"));
+                            return;
+                        }
                     }
                     ctl.set_timer(PROBE_EVERY, PROBE_TIMER);
                 }
@@ -1098,7 +1131,7 @@ fn run_tcp(o: &FanOptions, target: Target) -> Result<FanReport, String> {
                 }
             }
             Stage::Join => {
-                if tracker.joined_count == n {
+                if tracker.all_joined() {
                     stage = Stage::Run;
                     meter.begin(now);
                     match b.rate {
@@ -1108,8 +1141,10 @@ fn run_tcp(o: &FanOptions, target: Target) -> Result<FanReport, String> {
                 } else if now > deadline {
                     return Err(join_timeout(tracker.joined_count, n));
                 } else if now >= next_probe {
-                    let msg = tracker.probe(now);
-                    tcp_send(&mut conns[0], msg)?;
+                    if tracker.probe_due(now) {
+                        let msg = tracker.probe(now);
+                        tcp_send(&mut conns[0], msg)?;
+                    }
                     next_probe = now + PROBE_EVERY;
                 }
             }
@@ -1227,9 +1262,13 @@ impl FanReport {
         h.value_at_quantile(q) as f64 / 1000.0
     }
 
-    /// CPU microseconds per delivery for a CPU percentage.
+    /// CPU microseconds per delivery for a CPU percentage (none without
+    /// deliveries).
     fn per_delivery(&self, pct: Option<f64>) -> Option<f64> {
-        pct.map(|p| p / 100.0 * 1e6 / self.rate().max(1e-9))
+        if self.meter.msgs == 0 {
+            return None;
+        }
+        pct.map(|p| p / 100.0 * 1e6 / self.rate())
     }
 
     fn human(&self, o: &FanOptions) -> String {
@@ -1480,12 +1519,23 @@ mod tests {
         let mut meter = Meter::new(&o);
         let mut t = Tracker::new(2, 1, 20);
         let now = Instant::now();
-        let p = t.probe(now).to_vec();
-        t.deliver(1, &p, now, &mut meter);
-        t.deliver(1, &p, now, &mut meter);
+        assert!(t.probe_due(now) && !t.all_joined());
+        let p1 = t.probe(now).to_vec();
+        // Not due while nobody has the first probe (until it stalls).
+        assert!(!t.probe_due(now + Duration::from_millis(10)));
+        assert!(t.probe_due(now + PROBE_STALL));
+        t.deliver(1, &p1, now, &mut meter);
         assert_eq!(t.joined_count, 1);
-        t.deliver(0, &p, now, &mut meter);
+        // Every joined connection has the latest: the next one is due.
+        assert!(t.probe_due(now));
+        let p2 = t.probe(now).to_vec();
+        assert!(!t.probe_due(now));
+        t.deliver(0, &p1, now, &mut meter);
+        t.deliver(1, &p2, now, &mut meter);
         assert_eq!(t.joined_count, 2);
+        assert!(!t.all_joined());
+        t.deliver(0, &p2, now, &mut meter);
+        assert!(t.all_joined() && !t.probe_due(now));
         assert_eq!(t.faults, Faults::default());
         assert_eq!(t.outstanding_total(), 0);
     }
