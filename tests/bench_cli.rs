@@ -420,6 +420,36 @@ fn fanout_raw_tcp_from_several_sources() {
         .map(|s| s.parse().unwrap())
         .collect();
     assert_eq!(seen, want);
+    // Open loop: the schedule alone publishes.
+    let json = report(&[
+        "--fanout",
+        "--url",
+        &addr,
+        "--mode",
+        "tcp",
+        "--connections",
+        "4",
+        "--publishers",
+        "2",
+        "--size",
+        "32",
+        "--rate",
+        "500",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0.1",
+    ]);
+    assert_near(
+        field(&json, "published_per_s").unwrap(),
+        500.0,
+        "publishes/s",
+    );
+    assert_near(
+        field(&json, "broadcasts_per_s").unwrap(),
+        500.0,
+        "broadcasts/s",
+    );
 }
 
 /// Each fault, in each mode, fails the run with a nonzero exit and is

@@ -1165,7 +1165,9 @@ fn run_tcp(o: &FanOptions, target: Target) -> Result<FanReport, String> {
             Stage::Close => break,
         }
         if stage == Stage::Run {
-            for p in ready.drain(..) {
+            // Closed loop only: in the open loop the schedule publishes.
+            let top_up = if b.rate.is_none() { ready.len() } else { 0 };
+            for p in ready.drain(..).take(top_up) {
                 while tracker.outstanding(p) < o.inflight {
                     let msg = tracker.publish(p, now);
                     tcp_send(&mut conns[p], msg)?;
