@@ -803,10 +803,10 @@ impl Handler for FanWs {
     }
 
     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
-        let Some(&c) = self.number.get(ctx.id().index()) else {
-            return;
+        let c = match self.number.get(ctx.id().index()) {
+            Some(&c) if (c as usize) < self.conns => c as usize,
+            _ => return,
         };
-        let c = c as usize;
         let now = Instant::now();
         let completed = match msg {
             Message::Binary(data) => self.tracker.deliver(c, data, now, &mut self.meter),
@@ -1572,6 +1572,35 @@ mod tests {
         let o = parse(args(&base)).unwrap().unwrap();
         assert_eq!((o.base.connections, o.publishers, o.inflight), (100, 1, 1));
         assert_eq!(o.base.size, HEADER);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever bytes arrive, on whichever connection, the tracker
+        /// counts them without panicking: random bytes are never a valid
+        /// delivery (that takes the pattern and a header naming an
+        /// outstanding broadcast with its send time), so each is corrupt.
+        #[test]
+        fn arbitrary_bytes_are_counted_as_corrupt(
+            msgs in proptest::collection::vec(
+                (0usize..3, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..48)),
+                0..24,
+            )
+        ) {
+            let mut meter = Meter::new(&opts());
+            let mut t = Tracker::new(3, 2, 24);
+            let now = Instant::now();
+            let valid = t.publish(1, now).to_vec();
+            for (c, m) in &msgs {
+                t.deliver(*c, m, now, &mut meter);
+            }
+            proptest::prop_assert_eq!(t.faults.corrupt, msgs.len() as u64);
+            // The real broadcast still completes.
+            for c in 0..3 {
+                t.deliver(c, &valid, now, &mut meter);
+            }
+            proptest::prop_assert_eq!(t.outstanding_total(), 0);
+        }
     }
 
     #[test]
