@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# benches/compare.sh [--quick]: wsreactor beside the raw-TCP limit and its peers.
+# benches/compare.sh [--quick] [--phase echo|fanout|all]: wsreactor beside the
+# raw-TCP limit and its peers.
 #
 # Builds everything in release (wsreactor with --features loadgen, the peers
 # in benches/peers), then, with every server pinned to CPU 0 and the load
@@ -30,8 +31,23 @@
 # load, 4 of the latency) takes about 13 minutes.
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
+# --phase fanout: instead of the above, the broadcast (fan-out) phase:
+#   4. fan-out, closed loop (`bench --fanout`): every message a publisher
+#      sends goes to every connection, the sender included. Cases 100 x 20 B,
+#      1,000 x 20 B, 1,000 x 1 KiB, 10,000 x 20 B (one publisher, one
+#      broadcast in flight) and 1,000 x 20 B with 8 in flight, on
+#      raw-tcp-broadcast (`--mode tcp`), `wsreactor broadcast`,
+#      tokio-tungstenite-broadcast and fastwebsockets-broadcast, servers
+#      started once, interleaved in short runs with the order rotated each
+#      repetition, connections from 127.0.0.2-127.0.0.11. Writes
+#      <date>-fanout.md and <date>-fanout.jsonl: deliveries/s, paired
+#      ratios to raw TCP, server CPU per delivery, latency. Fails at once if
+#      the wsreactor build has no `broadcast` subcommand.
+# --phase all: both. --phase echo (the default): phases 1-3.
+#
 # Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
-# free), BENCH_REPS, BENCH_DURATION, BENCH_WARMUP to override the defaults,
+# free, and for the fan-out phase BASE+12..BASE+14, BASE+20..BASE+21),
+# BENCH_REPS, BENCH_DURATION, BENCH_WARMUP to override the defaults,
 # BENCH_SERVER_CPU / BENCH_CLIENT_CPU (default 0 / 1). Loopback only.
 set -euo pipefail
 
@@ -40,13 +56,23 @@ ROOT=$PWD
 
 QUICK=0
 REPORT_ONLY=
-case "${1:-}" in
-  --quick) QUICK=1 ;;
-  --report) REPORT_ONLY=${2:?--report needs a results .jsonl file} ;;
-  "") ;;
-  -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: $0 [--quick | --report RESULTS.jsonl]" >&2; exit 2 ;;
-esac
+PHASE=echo
+usage() { echo "usage: $0 [--quick] [--phase echo|fanout|all] | --report RESULTS.jsonl" >&2; exit 2; }
+while (($#)); do
+  case $1 in
+    --quick) QUICK=1 ;;
+    --report) REPORT_ONLY=${2:?--report needs a results .jsonl file}; shift ;;
+    --phase)
+      PHASE=${2:-}; shift || true
+      case $PHASE in echo|fanout|all) ;; *) usage ;; esac ;;
+    -h|--help) sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) usage ;;
+  esac
+  shift
+done
+RUN_ECHO=0; RUN_FANOUT=0
+[[ $PHASE == echo || $PHASE == all ]] && RUN_ECHO=1
+[[ $PHASE == fanout || $PHASE == all ]] && RUN_FANOUT=1
 
 # Many short runs rather than a few long ones: this machine's speed shifts
 # by up to 25% for seconds at a time, and the paired ratios below need each
@@ -385,7 +411,136 @@ print(base + ".md")
 PY
 }
 
+# ---- fan-out report ----------------------------------------------------------
+report_fanout() {  # raw.jsonl base quick
+MACHINE=$(lscpu | awk -F: '/^Model name/ {gsub(/^ +/, "", $2); m=$2} /^CPU\(s\)/ {gsub(/^ +/, "", $2); c=$2} END {print c " x " m}')
+python3 - "$1" "$2" "$3" "$MACHINE" "$(uname -r)" "$(rustc --version)" "$(nproc)" <<'PY'
+import json, sys, statistics, os
+
+raw, base, quick, machine, kernel, rustc, ncpu = sys.argv[1:8]
+rows = [json.loads(l) for l in open(raw) if l.strip()]
+servers = ["raw-tcp", "wsreactor", "tokio-tungstenite", "fastwebsockets"]
+cases = ["100x20B", "1000x20B", "1000x1KiB", "10000x20B", "1000x20B-8inflight"]
+labels = {"100x20B": "100 x 20 B", "1000x20B": "1,000 x 20 B", "1000x1KiB": "1,000 x 1 KiB",
+          "10000x20B": "10,000 x 20 B", "1000x20B-8inflight": "1,000 x 20 B, 8 in flight"}
+fan = [r for r in rows if r.get("kind") == "fanout"]
+cases = [c for c in cases if any(r["case"] == c for r in fan)]
+
+def runs(server, case):
+    return [r["run"] for r in fan if r["server"] == server and r["case"] == case and r.get("run")]
+
+def failed(server, case):
+    return sum(1 for r in fan if r["server"] == server and r["case"] == case and not r.get("run"))
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+def paired(server, case, field, invert=False):
+    out = []
+    for rep in sorted({r["rep"] for r in fan if r["case"] == case}):
+        def one(s):
+            for r in fan:
+                if r["server"] == s and r["case"] == case and r["rep"] == rep and r.get("run") and r["run"].get(field):
+                    return r["run"][field]
+        a, b = one(server), one("raw-tcp")
+        if a and b:
+            out.append(b / a if invert else a / b)
+    return out
+
+def cell(v):
+    return "-" if not v else f"{statistics.median(v):.3f} ({min(v):.2f}-{max(v):.2f})"
+
+def num(x, f="{:,.0f}"):
+    return "-" if x is None else f.format(x)
+
+out = []
+w = out.append
+meta = [r for r in rows if r.get("kind") == "meta"]
+ends = [r for r in rows if r.get("kind") == "meta_end"]
+nreps = len({r["rep"] for r in fan}) or 0
+w(f"# Fan-out benchmark: {os.path.basename(base)} ({'quick run' if quick == '1' else 'full run'})\n")
+w(f"Machine: {machine} ({ncpu} CPUs online), Linux {kernel}, {rustc}. ")
+if meta:
+    w("wsreactor revision: " + ", ".join(f"`{m['revision']}` (run started {m['started']}, load average {m['loadavg_start']})" for m in meta) + ". ")
+if ends:
+    w(f"Load average at the end: {ends[-1]['loadavg_end']}. ")
+if fan and fan[0].get("run") is None:
+    pass
+w(f"Servers pinned to CPU 0, `wsreactor bench --fanout` to CPU 1, {nreps} repetition(s) per case, "
+  "servers started once and interleaved (order rotated each repetition), connections from "
+  "127.0.0.2-127.0.0.11.\n")
+w("Every message a publisher sends goes to every connection, the sender included (uWebSockets' "
+  "`broadcast_test` contract). Closed loop: one publisher keeps one broadcast (or 8) outstanding; "
+  "a broadcast completes when every connection has received it. A delivery is one message "
+  "received by one connection; every delivery is checked (loss, duplicates, order, content), "
+  "and a run with any fault counts as failed. raw TCP: raw-tcp-broadcast with `--mode tcp` "
+  "(fixed-size messages, no framing).\n")
+w("## Deliveries per second (median of runs; min-max in brackets)\n")
+w("| case | " + " | ".join(servers) + " |")
+w("|---" * (len(servers) + 1) + "|")
+for c in cases:
+    cells = []
+    for s in servers:
+        v = [r["msg_per_s"] for r in runs(s, c)]
+        f = failed(s, c)
+        txt = "-" if not v else f"{med(v):,.0f} ({min(v):,.0f}-{max(v):,.0f})"
+        if f:
+            txt += f" [{f} failed]"
+        cells.append(txt)
+    w(f"| {labels[c]} | " + " | ".join(cells) + " |")
+w("")
+w("## Paired ratio to raw TCP (median of per-repetition ratios, min-max in brackets)\n")
+w("Within one repetition the servers' runs follow each other within seconds. msg/s: the "
+  "server's deliveries/s over raw TCP's. CPU: raw TCP's server CPU per delivery over the "
+  "server's (1.00 = as cheap as raw TCP).\n")
+w("| case | " + " | ".join(f"{s} msg/s" for s in servers[1:]) + " | "
+  + " | ".join(f"{s} CPU" for s in servers[1:]) + " |")
+w("|---" * (2 * len(servers) - 1) + "|")
+for c in cases:
+    cells = [cell(paired(s, c, "msg_per_s")) for s in servers[1:]]
+    cells += [cell(paired(s, c, "server_cpu_us_per_msg", invert=True)) for s in servers[1:]]
+    w(f"| {labels[c]} | " + " | ".join(cells) + " |")
+w("")
+w("## Server CPU per delivery (microseconds of user + system time, median)\n")
+w("The server's CPU time over the measured interval divided by the deliveries; the kernel's "
+  "loopback TCP work is most of it.\n")
+w("| case | " + " | ".join(servers) + " |")
+w("|---" * (len(servers) + 1) + "|")
+for c in cases:
+    w(f"| {labels[c]} | " + " | ".join(num(med([r['server_cpu_us_per_msg'] for r in runs(s, c)]), "{:.3f}") for s in servers) + " |")
+w("")
+w("## Broadcasts, CPU, contention and latency (medians)\n")
+w("Latency: from when a message was published to when a connection received it (p50, p99), "
+  "and to when the last connection received it (broadcast p99), in microseconds. \"waited\": % "
+  "of the interval the process was runnable while another held its CPU.\n")
+w("| case | server | deliveries/s | broadcasts/s | server CPU | generator CPU | server waited | generator waited | p50 us | p99 us | broadcast p99 us |")
+w("|---|---|---|---|---|---|---|---|---|---|---|")
+pct = lambda x: "-" if x is None else f"{x:.0f}%"
+for c in cases:
+    for s in servers:
+        rs = runs(s, c)
+        if not rs:
+            continue
+        w(f"| {labels[c]} | {s} | {med([r['msg_per_s'] for r in rs]):,.0f} | "
+          f"{med([r['broadcasts_per_s'] for r in rs]):,.0f} | "
+          f"{pct(med([r['server_cpu_pct'] for r in rs]))} | {pct(med([r['generator_cpu_pct'] for r in rs]))} | "
+          f"{pct(med([r['server_runq_wait_pct'] for r in rs]))} | {pct(med([r['generator_runq_wait_pct'] for r in rs]))} | "
+          f"{med([r['latency_us']['p50'] for r in rs]):.1f} | {med([r['latency_us']['p99'] for r in rs]):.1f} | "
+          f"{med([r['broadcast_latency_us']['p99'] for r in rs]):.1f} |")
+w("")
+w(f"Raw data: `{os.path.basename(base)}.jsonl` (one JSON object per run).\n")
+open(base + ".md", "w").write("\n".join(out))
+print(base + ".md")
+PY
+}
+
 if [[ -n $REPORT_ONLY ]]; then
+  if grep -q '"kind":"fanout"' "$REPORT_ONLY"; then
+    report_fanout "$REPORT_ONLY" "${REPORT_ONLY%.jsonl}" "$([[ $REPORT_ONLY == *-quick-fanout.jsonl ]] && echo 1 || echo 0)" >/dev/null
+    echo "== wrote ${REPORT_ONLY%.jsonl}.md" >&2
+    exit 0
+  fi
   # Settings are read back from the runs themselves.
   read -r Q R D W < <(python3 -c '
 import json, sys
@@ -409,11 +564,19 @@ PEERS_TARGET=$(cargo metadata --format-version 1 --no-deps --manifest-path bench
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 WSR=$MAIN_TARGET/release/wsreactor
 PEERS=$PEERS_TARGET/release
+# The fan-out phase needs the `broadcast` subcommand: fail now, not after
+# the other phases.
+if ((RUN_FANOUT)) && ! "$WSR" broadcast --help >/dev/null 2>&1; then
+  why=$("$WSR" broadcast --help 2>&1 | head -1 || true)
+  echo "compare.sh: $WSR has no working 'broadcast' subcommand ($why); the fan-out phase needs it" >&2
+  exit 1
+fi
 
-# idle connections: the server and idle-conns each hold IDLE_CONNS sockets.
+# idle connections: the server and idle-conns each hold IDLE_CONNS sockets;
+# the fan-out phase's largest case opens as many (generator and server).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if (( $(ulimit -n) < IDLE_CONNS + 512 )); then
-  echo "compare.sh: ulimit -n is $(ulimit -n); the memory test needs $((IDLE_CONNS + 512))" >&2
+  echo "compare.sh: ulimit -n is $(ulimit -n); the memory test and the fan-out phase need $((IDLE_CONNS + 512))" >&2
   exit 1
 fi
 
@@ -422,11 +585,16 @@ OUT=$ROOT/benches/results
 mkdir -p "$OUT"
 if ((QUICK)); then BASE=$OUT/$STAMP-quick; else BASE=$OUT/$STAMP; fi
 RAW=$BASE.jsonl
+FRAW=$BASE-fanout.jsonl
 # Read before the results files are rewritten: they may be tracked.
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 git diff --quiet HEAD 2>/dev/null || REV="$REV+uncommitted changes"
-: > "$RAW"
-echo "{\"kind\":\"meta\",\"revision\":\"$REV\",\"started\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"loadavg_start\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$RAW"
+meta() {  # file
+  : > "$1"
+  echo "{\"kind\":\"meta\",\"revision\":\"$REV\",\"started\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"loadavg_start\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$1"
+}
+((RUN_ECHO)) && meta "$RAW"
+((RUN_FANOUT)) && meta "$FRAW"
 LOGDIR=$(mktemp -d /tmp/wsreactor-compare.XXXXXX)
 
 # ---- servers ----------------------------------------------------------------
@@ -460,11 +628,15 @@ start_server() {  # name
     tokio-tungstenite) cmd=("$PEERS/tokio-tungstenite-echo" --addr "$addr") ;;
     fastwebsockets) cmd=("$PEERS/fastwebsockets-echo" --addr "$addr") ;;
   esac
+  launch "$1" "$port" "${cmd[@]}"
+}
+launch() {  # log-name port command...: start a server pinned to SCPU
+  local name=$1 port=$2; shift 2
   if port_busy "$port"; then
     echo "compare.sh: port $port is already in use (set BENCH_PORT_BASE)" >&2; exit 1
   fi
   # env and taskset exec: $! is the server's own PID.
-  env RUST_LOG=warn taskset -c "$SCPU" "${cmd[@]}" >>"$LOGDIR/$1.log" 2>&1 &
+  env RUST_LOG=warn taskset -c "$SCPU" "$@" >>"$LOGDIR/$name.log" 2>&1 &
   SERVER_PID=$!
   # Wait (at most 5 s) until it accepts connections.
   for _ in $(seq 50); do
@@ -472,7 +644,7 @@ start_server() {  # name
     if port_busy "$port"; then return 0; fi
     sleep 0.1
   done
-  echo "compare.sh: $1 did not start on $addr (see $LOGDIR/$1.log)" >&2
+  echo "compare.sh: $name did not start on 127.0.0.1:$port (see $LOGDIR/$name.log)" >&2
   stop_server; exit 1
 }
 stop_server() {
@@ -502,40 +674,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- 1. throughput ----------------------------------------------------------
-# name:connections:size:kind
-CASES=("100x20B:100:20:binary" "10x1KiB:10:1024:binary" "200x16KiB:200:16384:binary"
-       "500x16KiB:500:16384:binary" "100x20B-text:100:20:text")
-
-bench_run() {  # server case-name conns size kind duration warmup tag [extra bench args]
-  local server=$1 name=$2 conns=$3 size=$4 kind=$5 dur=$6 warm=$7 tag=$8
-  local extra=(${9:-})
-  local port; port=$(port_of "$server")
-  local mode=(--url "ws://127.0.0.1:$port/")
-  [[ $server == raw-tcp* ]] && mode=(--mode tcp --url "127.0.0.1:$port")
-  [[ $server == raw-tcp-wire ]] && size=$(wire_size "$size")
-  local own=1 pid_key=$server
-  [[ $server == raw-tcp-wire ]] && pid_key=raw-tcp
-  if [[ -n ${RUNNING[$pid_key]:-} ]]; then
-    SERVER_PID=${RUNNING[$pid_key]}; own=0
-    kill -0 "$SERVER_PID" 2>/dev/null || { echo "compare.sh: $pid_key exited (see $LOGDIR/$pid_key.log)" >&2; exit 1; }
-  else
-    start_server "$server"
-  fi
-  local json limit
-  limit=$(awk -v d="$dur" -v w="$warm" 'BEGIN { print int(d + w) + 60 }')
-  if json=$(timeout "$limit" taskset -c "$CCPU" "$WSR" bench "${mode[@]}" \
-        --connections "$conns" --size "$size" "--$kind" --duration "$dur" --warmup "$warm" \
-        "${extra[@]}" --server-pid "$SERVER_PID" --json -q 2>>"$LOGDIR/bench.log"); then
-    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":$json}" >> "$RAW"
-    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   %-18s %-13s %10.0f msg/s  p50 %7.1f us  p99 %8.1f us  cpu server %3.0f%% generator %3.0f%%" % (sys.argv[2], sys.argv[3], r["msg_per_s"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["server_cpu_pct"] or 0, r["generator_cpu_pct"] or 0))' "$json" "$server" "$name" >&2
-  else
-    echo "   $server $name: FAILED (see $LOGDIR/bench.log)" >&2
-    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":null}" >> "$RAW"
-  fi
-  if ((own)); then stop_server; else SERVER_PID=; fi
-}
-
 # The servers in the order repetition REP runs them: rotated by REP, so no
 # server always runs first or right after the same one.
 rotation() {  # rep server...
@@ -544,82 +682,184 @@ rotation() {  # rep server...
   for ((i = 0; i < $#; i++)); do echo "${all[$(((i + rep) % $#))]}"; done
 }
 
-echo "== throughput: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run; logs in $LOGDIR" >&2
-for server in "${SERVERS[@]}"; do
-  start_server "$server"
-  RUNNING[$server]=$SERVER_PID
-  SERVER_PID=
-done
-REP=0
-for ((rep = 0; rep < REPS; rep++)); do
-  REP=$rep
-  echo "-- repetition $((rep + 1))/$REPS" >&2
-  for c in "${CASES[@]}"; do
-    IFS=: read -r name conns size kind <<<"$c"
-    for server in $(rotation "$rep" "${THROUGHPUT_SERVERS[@]}"); do
-      bench_run "$server" "$name" "$conns" "$size" "$kind" "$DURATION" "$WARMUP" throughput
+if ((RUN_ECHO)); then
+  # ---- 1. throughput ----------------------------------------------------------
+  # name:connections:size:kind
+  CASES=("100x20B:100:20:binary" "10x1KiB:10:1024:binary" "200x16KiB:200:16384:binary"
+         "500x16KiB:500:16384:binary" "100x20B-text:100:20:text")
+
+  bench_run() {  # server case-name conns size kind duration warmup tag [extra bench args]
+    local server=$1 name=$2 conns=$3 size=$4 kind=$5 dur=$6 warm=$7 tag=$8
+    local extra=(${9:-})
+    local port; port=$(port_of "$server")
+    local mode=(--url "ws://127.0.0.1:$port/")
+    [[ $server == raw-tcp* ]] && mode=(--mode tcp --url "127.0.0.1:$port")
+    [[ $server == raw-tcp-wire ]] && size=$(wire_size "$size")
+    local own=1 pid_key=$server
+    [[ $server == raw-tcp-wire ]] && pid_key=raw-tcp
+    if [[ -n ${RUNNING[$pid_key]:-} ]]; then
+      SERVER_PID=${RUNNING[$pid_key]}; own=0
+      kill -0 "$SERVER_PID" 2>/dev/null || { echo "compare.sh: $pid_key exited (see $LOGDIR/$pid_key.log)" >&2; exit 1; }
+    else
+      start_server "$server"
+    fi
+    local json limit
+    limit=$(awk -v d="$dur" -v w="$warm" 'BEGIN { print int(d + w) + 60 }')
+    if json=$(timeout "$limit" taskset -c "$CCPU" "$WSR" bench "${mode[@]}" \
+          --connections "$conns" --size "$size" "--$kind" --duration "$dur" --warmup "$warm" \
+          "${extra[@]}" --server-pid "$SERVER_PID" --json -q 2>>"$LOGDIR/bench.log"); then
+      echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":$json}" >> "$RAW"
+      python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   %-18s %-13s %10.0f msg/s  p50 %7.1f us  p99 %8.1f us  cpu server %3.0f%% generator %3.0f%%" % (sys.argv[2], sys.argv[3], r["msg_per_s"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["server_cpu_pct"] or 0, r["generator_cpu_pct"] or 0))' "$json" "$server" "$name" >&2
+    else
+      echo "   $server $name: FAILED (see $LOGDIR/bench.log)" >&2
+      echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"$tag\",\"rep\":$REP,\"run\":null}" >> "$RAW"
+    fi
+    if ((own)); then stop_server; else SERVER_PID=; fi
+  }
+
+  echo "== throughput: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run; logs in $LOGDIR" >&2
+  for server in "${SERVERS[@]}"; do
+    start_server "$server"
+    RUNNING[$server]=$SERVER_PID
+    SERVER_PID=
+  done
+  REP=0
+  for ((rep = 0; rep < REPS; rep++)); do
+    REP=$rep
+    echo "-- repetition $((rep + 1))/$REPS" >&2
+    for c in "${CASES[@]}"; do
+      IFS=: read -r name conns size kind <<<"$c"
+      for server in $(rotation "$rep" "${THROUGHPUT_SERVERS[@]}"); do
+        bench_run "$server" "$name" "$conns" "$size" "$kind" "$DURATION" "$WARMUP" throughput
+      done
     done
   done
-done
 
-# ---- 1b. equal offered load (open loop) -------------------------------------
-# Every server gets the same fixed rate, below what each sustains here, and
-# what is compared is its CPU per echo: the generator is not a co-bottleneck
-# as it is in the closed loop. name:connections:size:rate
-EQUAL_CASES=("100x20B:100:20:80000" "200x16KiB:200:16384:40000")
-echo "== equal load: $EQUAL_REPS repetition(s), ${WARMUP}s warm-up + ${EQUAL_DURATION}s per run" >&2
-for ((rep = 0; rep < EQUAL_REPS; rep++)); do
-  REP=$rep
-  for c in "${EQUAL_CASES[@]}"; do
-    IFS=: read -r name conns size rate <<<"$c"
+  # ---- 1b. equal offered load (open loop) -------------------------------------
+  # Every server gets the same fixed rate, below what each sustains here, and
+  # what is compared is its CPU per echo: the generator is not a co-bottleneck
+  # as it is in the closed loop. name:connections:size:rate
+  EQUAL_CASES=("100x20B:100:20:80000" "200x16KiB:200:16384:40000")
+  echo "== equal load: $EQUAL_REPS repetition(s), ${WARMUP}s warm-up + ${EQUAL_DURATION}s per run" >&2
+  for ((rep = 0; rep < EQUAL_REPS; rep++)); do
+    REP=$rep
+    for c in "${EQUAL_CASES[@]}"; do
+      IFS=: read -r name conns size rate <<<"$c"
+      for server in $(rotation "$rep" "${SERVERS[@]}"); do
+        bench_run "$server" "$name" "$conns" "$size" binary "$EQUAL_DURATION" "$WARMUP" equal-load "--rate $rate"
+      done
+    done
+  done
+  stop_running
+
+  # ---- 2. single-connection latency -------------------------------------------
+  echo "== latency: 1 connection x 20 B, $LAT_REPS repetition(s) of ${LAT_DURATION}s" >&2
+  for ((rep = 0; rep < LAT_REPS; rep++)); do
+    REP=$rep
     for server in $(rotation "$rep" "${SERVERS[@]}"); do
-      bench_run "$server" "$name" "$conns" "$size" binary "$EQUAL_DURATION" "$WARMUP" equal-load "--rate $rate"
+      bench_run "$server" "1x20B" 1 20 binary "$LAT_DURATION" 1 latency
     done
   done
-done
-stop_running
 
-# ---- 2. single-connection latency -------------------------------------------
-echo "== latency: 1 connection x 20 B, $LAT_REPS repetition(s) of ${LAT_DURATION}s" >&2
-for ((rep = 0; rep < LAT_REPS; rep++)); do
-  REP=$rep
-  for server in $(rotation "$rep" "${SERVERS[@]}"); do
-    bench_run "$server" "1x20B" 1 20 binary "$LAT_DURATION" 1 latency
+  # ---- 3. memory per idle connection ------------------------------------------
+  echo "== memory: $IDLE_CONNS idle connections per server" >&2
+  rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+  for server in "${SERVERS[@]}"; do
+    start_server "$server"
+    sleep 0.5
+    before=$(rss_kib "$SERVER_PID")
+    raw=(); [[ $server == raw-tcp ]] && raw=(--raw)
+    taskset -c "$CCPU" "$PEERS/idle-conns" --addr "127.0.0.1:$(port_of "$server")" \
+      --count "$IDLE_CONNS" --sources 10 --hold 120 "${raw[@]}" \
+      >"$LOGDIR/idle.out" 2>>"$LOGDIR/idle.log" &
+    IDLE_PID=$!
+    ok=0
+    for _ in $(seq 600); do  # at most 60 s to open them
+      if grep -q '^ready' "$LOGDIR/idle.out"; then ok=1; break; fi
+      kill -0 "$IDLE_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    if ((ok)); then
+      sleep 1  # let the server finish what the last handshakes started
+      after=$(rss_kib "$SERVER_PID")
+      echo "{\"server\":\"$server\",\"kind\":\"memory\",\"connections\":$IDLE_CONNS,\"rss_before_kib\":$before,\"rss_after_kib\":$after}" >> "$RAW"
+      echo "   $server: RSS $before KiB -> $after KiB: $(( (after - before) * 1024 / IDLE_CONNS )) B per connection" >&2
+    else
+      echo "   $server: FAILED to open $IDLE_CONNS connections (see $LOGDIR/idle.log)" >&2
+    fi
+    kill "$IDLE_PID" 2>/dev/null || true
+    wait "$IDLE_PID" 2>/dev/null || true
+    IDLE_PID=
+    stop_server
   done
-done
 
-# ---- 3. memory per idle connection ------------------------------------------
-echo "== memory: $IDLE_CONNS idle connections per server" >&2
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-for server in "${SERVERS[@]}"; do
-  start_server "$server"
-  sleep 0.5
-  before=$(rss_kib "$SERVER_PID")
-  raw=(); [[ $server == raw-tcp ]] && raw=(--raw)
-  taskset -c "$CCPU" "$PEERS/idle-conns" --addr "127.0.0.1:$(port_of "$server")" \
-    --count "$IDLE_CONNS" --sources 10 --hold 120 "${raw[@]}" \
-    >"$LOGDIR/idle.out" 2>>"$LOGDIR/idle.log" &
-  IDLE_PID=$!
-  ok=0
-  for _ in $(seq 600); do  # at most 60 s to open them
-    if grep -q '^ready' "$LOGDIR/idle.out"; then ok=1; break; fi
-    kill -0 "$IDLE_PID" 2>/dev/null || break
-    sleep 0.1
-  done
-  if ((ok)); then
-    sleep 1  # let the server finish what the last handshakes started
-    after=$(rss_kib "$SERVER_PID")
-    echo "{\"server\":\"$server\",\"kind\":\"memory\",\"connections\":$IDLE_CONNS,\"rss_before_kib\":$before,\"rss_after_kib\":$after}" >> "$RAW"
-    echo "   $server: RSS $before KiB -> $after KiB: $(( (after - before) * 1024 / IDLE_CONNS )) B per connection" >&2
+  echo "{\"kind\":\"meta_end\",\"finished\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"loadavg_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$RAW"
+  report "$RAW" "$BASE" "$QUICK" "$REPS" "$DURATION" "$WARMUP" >/dev/null
+  echo "== wrote $BASE.md, $BASE.svg, $BASE.jsonl" >&2
+fi
+
+# ---- 4. fan-out (broadcast) --------------------------------------------------
+# name:connections:size:publishers:inflight
+FAN_CASES=("100x20B:100:20:1:1" "1000x20B:1000:20:1:1" "1000x1KiB:1000:1024:1:1"
+           "10000x20B:10000:20:1:1" "1000x20B-8inflight:1000:20:1:8")
+# raw-tcp-broadcast takes its (fixed) message size at start: one per size.
+FAN_SIZES=(20 1024)
+FAN_SOURCES=10
+declare -A FAN_PORT=([wsreactor]=$((PORT_BASE + 12)) [tokio-tungstenite]=$((PORT_BASE + 13))
+                     [fastwebsockets]=$((PORT_BASE + 14)))
+for i in "${!FAN_SIZES[@]}"; do FAN_PORT[raw-tcp@${FAN_SIZES[$i]}]=$((PORT_BASE + 20 + i)); done
+
+fan_run() {  # server case-name conns size publishers inflight
+  local server=$1 name=$2 conns=$3 size=$4 pubs=$5 inflight=$6
+  local key=$server
+  [[ $server == raw-tcp ]] && key=raw-tcp@$size
+  local port=${FAN_PORT[$key]} pid=${RUNNING[$key]}
+  kill -0 "$pid" 2>/dev/null || { echo "compare.sh: $key exited (see $LOGDIR/fan-$key.log)" >&2; exit 1; }
+  local mode=(--url "ws://127.0.0.1:$port/")
+  [[ $server == raw-tcp ]] && mode=(--mode tcp --url "127.0.0.1:$port")
+  local json limit
+  # Generous: opening 10,000 connections and the drain come on top.
+  limit=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { print int(d + w) + 90 }')
+  if json=$(timeout "$limit" taskset -c "$CCPU" "$WSR" bench --fanout "${mode[@]}" \
+        --connections "$conns" --size "$size" --publishers "$pubs" --inflight "$inflight" \
+        --sources "$FAN_SOURCES" --duration "$DURATION" --warmup "$WARMUP" \
+        --server-pid "$pid" --json -q 2>>"$LOGDIR/fanout.log"); then
+    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"fanout\",\"rep\":$REP,\"run\":$json}" >> "$FRAW"
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   %-18s %-19s %11.0f deliveries/s %8.0f broadcasts/s  p50 %8.1f us  p99 %8.1f us  cpu server %3.0f%% generator %3.0f%%" % (sys.argv[2], sys.argv[3], r["msg_per_s"], r["broadcasts_per_s"], r["latency_us"]["p50"], r["latency_us"]["p99"], r["server_cpu_pct"] or 0, r["generator_cpu_pct"] or 0))' "$json" "$server" "$name" >&2
   else
-    echo "   $server: FAILED to open $IDLE_CONNS connections (see $LOGDIR/idle.log)" >&2
+    echo "   $server $name: FAILED (see $LOGDIR/fanout.log)" >&2
+    echo "{\"server\":\"$server\",\"case\":\"$name\",\"kind\":\"fanout\",\"rep\":$REP,\"run\":null}" >> "$FRAW"
   fi
-  kill "$IDLE_PID" 2>/dev/null || true
-  wait "$IDLE_PID" 2>/dev/null || true
-  IDLE_PID=
-  stop_server
-done
+}
 
-echo "{\"kind\":\"meta_end\",\"finished\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"loadavg_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$RAW"
-report "$RAW" "$BASE" "$QUICK" "$REPS" "$DURATION" "$WARMUP" >/dev/null
-echo "== wrote $BASE.md, $BASE.svg, $BASE.jsonl" >&2
+if ((RUN_FANOUT)); then
+  echo "== fan-out: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run; logs in $LOGDIR" >&2
+  for size in "${FAN_SIZES[@]}"; do
+    launch "fan-raw-tcp@$size" "${FAN_PORT[raw-tcp@$size]}" \
+      "$PEERS/raw-tcp-broadcast" --addr "127.0.0.1:${FAN_PORT[raw-tcp@$size]}" --size "$size"
+    RUNNING[raw-tcp@$size]=$SERVER_PID
+  done
+  launch fan-wsreactor "${FAN_PORT[wsreactor]}" "$WSR" broadcast --addr "127.0.0.1:${FAN_PORT[wsreactor]}"
+  RUNNING[wsreactor]=$SERVER_PID
+  launch fan-tokio-tungstenite "${FAN_PORT[tokio-tungstenite]}" \
+    "$PEERS/tokio-tungstenite-broadcast" --addr "127.0.0.1:${FAN_PORT[tokio-tungstenite]}"
+  RUNNING[tokio-tungstenite]=$SERVER_PID
+  launch fan-fastwebsockets "${FAN_PORT[fastwebsockets]}" \
+    "$PEERS/fastwebsockets-broadcast" --addr "127.0.0.1:${FAN_PORT[fastwebsockets]}"
+  RUNNING[fastwebsockets]=$SERVER_PID
+  SERVER_PID=
+  for ((rep = 0; rep < REPS; rep++)); do
+    REP=$rep
+    echo "-- repetition $((rep + 1))/$REPS" >&2
+    for c in "${FAN_CASES[@]}"; do
+      IFS=: read -r name conns size pubs inflight <<<"$c"
+      for server in $(rotation "$rep" "${SERVERS[@]}"); do
+        fan_run "$server" "$name" "$conns" "$size" "$pubs" "$inflight"
+      done
+    done
+  done
+  stop_running
+  echo "{\"kind\":\"meta_end\",\"finished\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"loadavg_end\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$FRAW"
+  report_fanout "$FRAW" "${FRAW%.jsonl}" "$QUICK" >/dev/null
+  echo "== wrote ${FRAW%.jsonl}.md, $FRAW" >&2
+fi

@@ -119,3 +119,95 @@ fn bad_urls_are_refused() {
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{url}");
     }
 }
+
+/// `Both`, plus a socket the test made itself, handed to the reactor with
+/// `Control::connect_stream` when the loop first wakes.
+struct Adopt {
+    both: Both,
+    stream: Option<std::net::TcpStream>,
+}
+
+impl Handler for Adopt {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        self.both.on_open(ctx)
+    }
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        self.both.on_message(ctx, msg)
+    }
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        self.both.on_close(ctx, code, reason)
+    }
+    fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId, reason: &str) {
+        self.both.on_connect_failed(ctl, id, reason);
+        stop(&self.both.remote);
+    }
+    fn on_wake(&mut self, ctl: &mut Control<'_>) {
+        if let Some(s) = self.stream.take() {
+            let id = ctl.connect_stream(s, "localhost", "/").unwrap();
+            self.both.client = Some(id);
+            ctl.set_timer(Duration::from_secs(5), 0);
+        }
+    }
+    fn on_timer(&mut self, ctl: &mut Control<'_>, _token: u64) {
+        ctl.stop();
+    }
+}
+
+fn stop(remote: &Option<Remote>) {
+    if let Some(r) = remote {
+        r.stop();
+    }
+}
+
+/// Runs `Adopt` over the stream `connect` makes (given the reactor's own
+/// listening address with `listen`).
+fn adopt(
+    listen: bool,
+    connect: impl FnOnce(Option<std::net::SocketAddr>) -> std::net::TcpStream,
+) -> Both {
+    let mut reactor = Reactor::new(
+        ServerConfig::default(),
+        Adopt {
+            both: Both {
+                count: 20,
+                ..Both::default()
+            },
+            stream: None,
+        },
+    )
+    .unwrap();
+    let addr = listen.then(|| reactor.listen("127.0.0.1:0").unwrap());
+    // On loopback a blocking connect completes in the kernel's backlog,
+    // before the loop accepts.
+    reactor.handler_mut().stream = Some(connect(addr));
+    reactor.handler_mut().both.remote = Some(reactor.remote());
+    reactor.remote().wake();
+    reactor.run().unwrap().both
+}
+
+#[test]
+fn connect_stream_adopts_a_socket_made_by_the_caller() {
+    let h = adopt(true, |addr| {
+        std::net::TcpStream::connect(addr.unwrap()).unwrap()
+    });
+    let expected: Vec<String> = (0..20).map(|i| format!("msg {i}")).collect();
+    assert_eq!(h.received, expected);
+    assert!(h.failed.is_empty(), "{:?}", h.failed);
+}
+
+#[test]
+fn connect_stream_to_a_peer_that_is_not_websocket_fails() {
+    // The peer answers the upgrade with a plain HTTP response.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = l.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+    });
+    let h = adopt(false, |_| std::net::TcpStream::connect(addr).unwrap());
+    assert_eq!(h.failed.len(), 1, "{:?}", h.failed);
+    assert!(h.received.is_empty());
+}

@@ -114,11 +114,39 @@ impl<'a> Control<'a> {
     /// # Errors
     /// Too many connections, or a socket error.
     pub fn connect_addr(&mut self, addr: SocketAddr, host: &str, path: &str) -> io::Result<ConnId> {
-        let hub = &mut *self.hub;
+        self.check_room()?;
+        self.adopt(TcpStream::connect(addr)?, host, path)
+    }
+
+    /// Open a client connection over `stream`, a non-blocking TCP socket the
+    /// caller has set up and started connecting (e.g. bound to a chosen
+    /// source address first, which `connect` cannot do), sending `host` and
+    /// `path` in the request. The handshake then proceeds as for
+    /// [`Control::connect`].
+    ///
+    /// # Errors
+    /// Too many connections, or the socket cannot be registered.
+    pub fn connect_stream(
+        &mut self,
+        stream: std::net::TcpStream,
+        host: &str,
+        path: &str,
+    ) -> io::Result<ConnId> {
+        self.check_room()?;
+        stream.set_nonblocking(true)?;
+        self.adopt(TcpStream::from_std(stream), host, path)
+    }
+
+    fn check_room(&self) -> io::Result<()> {
+        let hub = &*self.hub;
         if hub.conns.len() >= hub.config.max_connections || hub.conns.vacant_key() >= MAX_KEY {
             return Err(io::Error::other("connection limit reached"));
         }
-        let mut stream = TcpStream::connect(addr)?;
+        Ok(())
+    }
+
+    fn adopt(&mut self, mut stream: TcpStream, host: &str, path: &str) -> io::Result<ConnId> {
+        let hub = &mut *self.hub;
         let key = hub.conns.vacant_key();
         hub.poll.registry().register(
             &mut stream,

@@ -36,6 +36,10 @@ use mio::{Events, Interest, Poll, Token};
 use wsreactor::net::WsUrl;
 use wsreactor::{ConnId, Control, Ctx, Handler, Message, Reactor, Remote, ServerConfig};
 
+/// `--fanout`: the broadcast load (it shares this module's meter).
+#[path = "bench_fanout.rs"]
+mod fanout;
+
 const USAGE: &str = "\
 wsreactor bench: echo load generator (closed or open loop)
 
@@ -70,6 +74,9 @@ OPTIONS:
     --json               Print the result as one JSON object
     -q, --quiet          No progress lines
     -h, --help           Print this help
+
+    --fanout             Broadcast load instead of echo: publishers, every
+                         connection a receiver (see bench --fanout --help)
 ";
 
 /// Connects in flight at once while the connections are opened.
@@ -210,6 +217,9 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
 }
 
 pub fn run(args: Vec<OsString>) -> Result<(), String> {
+    if args.iter().any(|a| a == "--fanout") {
+        return fanout::run(args);
+    }
     let Some(opts) = parse(args)? else {
         return Ok(());
     };
