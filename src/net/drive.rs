@@ -7,6 +7,7 @@ use std::net::Shutdown;
 use super::conn::{Conn, Flag, State};
 use super::ctx::{flush, ConnId, Ctx, Link};
 use super::inplace::InPlace;
+use super::logs::{Peer, RejectLog};
 use super::metrics::Metrics;
 use super::timer::{Tick, Timers};
 use crate::ext::DeflateParams;
@@ -45,6 +46,8 @@ pub(crate) struct Shared<'a, H> {
     pub(crate) metrics_requests: &'a mut Vec<ConnId>,
     /// Where a client masks what it sends (see `Link`).
     pub(crate) scratch: &'a mut Vec<u8>,
+    /// Rate limit of the rejected-handshake log lines.
+    pub(crate) rejects: &'a mut RejectLog,
     pub(crate) now: Tick,
 }
 
@@ -123,17 +126,18 @@ pub(crate) fn drive<H: Handler>(
 pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
     // The entry that called us has left the heap.
     conn.deadline = None;
-    if conn.state != State::Open || conn.flags.contains(Flag::FinalDeadline) {
-        log::debug!(
-            "connection {key}: deadline passed in state {:?}",
-            conn.state
-        );
-        return false;
-    }
     let id = ConnId {
         key,
         generation: conn.generation,
     };
+    if conn.state != State::Open || conn.flags.contains(Flag::FinalDeadline) {
+        log::debug!(
+            "{id} from {}: deadline passed in state {:?}",
+            Peer::of(&conn.stream),
+            conn.state
+        );
+        return false;
+    }
     let cfg = sh.config;
     let now = sh.now;
     let outstanding = conn.flags.contains(Flag::PingOutstanding);
@@ -241,7 +245,7 @@ fn connected<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) ->
         }
     }
     if let Err(e) = conn.stream.set_nodelay(true) {
-        log::debug!("{id:?}: set_nodelay: {e}");
+        log::debug!("{id}: set_nodelay: {e}");
     }
     conn.state = State::Handshake;
     if let Some(setup) = conn.client.as_mut() {
@@ -252,7 +256,7 @@ fn connected<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) ->
 }
 
 fn connect_failed<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, why: &str) {
-    log::debug!("{id:?}: {why}");
+    log::debug!("{id} to {}: {why}", Peer::of(&conn.stream));
     conn.broken = true;
     conn.client = None;
     sh.handler.on_connect_failed(id, why);
@@ -269,6 +273,7 @@ pub(crate) fn closed<H: Handler>(
     if conn.flags.contains(Flag::Opened) {
         conn.flags.remove(Flag::Opened);
         sh.metrics.connections_open -= 1;
+        log::debug!("{id} {}: closed {code} {reason}", Peer::of(&conn.stream));
         sh.handler.on_close(id, code, reason);
     }
 }
@@ -306,7 +311,7 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, re
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                log::debug!("{id:?}: read: {e}");
+                log::debug!("{id}: read: {e}");
                 conn.broken = true;
             }
         }
@@ -330,6 +335,9 @@ enum Answer {
     Upgraded(usize, Option<DeflateParams>),
     /// An HTTP answer written; close after it.
     Http,
+    /// An upgrade refused with this HTTP status and reason (written);
+    /// close after it.
+    Rejected(u16, &'static str),
     /// `GET` of the metrics path: answered after the events.
     Metrics,
 }
@@ -355,10 +363,9 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
                 req.len,
             ),
             Outcome::Reject(reject) => {
-                log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
                 sh.metrics.rejected(reject.reason.as_str());
                 write_reject(&mut response, &reject);
-                Answer::Http
+                Answer::Rejected(reject.status, reject.reason.message())
             }
             Outcome::Http(plain)
                 if plain.method == "GET"
@@ -372,10 +379,9 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             }
         },
         Err(reject) => {
-            log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
             sh.metrics.rejected(reject.reason.as_str());
             write_reject(&mut response, &reject);
-            Answer::Http
+            Answer::Rejected(reject.status, reject.reason.message())
         }
     };
     conn.partial.release();
@@ -387,6 +393,11 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             open(conn, id, sh, req_len, len)
         }
         Answer::Http => conn.state = State::Closing,
+        Answer::Rejected(status, reason) => {
+            let peer = Peer::of(&conn.stream);
+            sh.rejects.rejected(sh.now, id, peer, status, reason);
+            conn.state = State::Closing;
+        }
         Answer::Metrics => {
             conn.state = State::Answering;
             sh.metrics_requests.push(id);
@@ -411,7 +422,7 @@ fn upgrade<H: Handler>(
         {
             metrics.rejected("origin");
             write_response(response, 403, PLAIN_CLOSE, b"origin not allowed\n");
-            return Answer::Http;
+            return Answer::Rejected(403, "origin not allowed");
         }
     }
     match handler.on_handshake(id, up) {
@@ -421,11 +432,11 @@ fn upgrade<H: Handler>(
                 // client offered.
                 if !up.protocols().any(|offered| offered == p.as_bytes()) {
                     log::error!(
-                        "{id:?}: handler chose subprotocol {p:?}, which the client did not offer"
+                        "{id}: handler chose subprotocol {p:?}, which the client did not offer"
                     );
                     metrics.rejected("handler_error");
                     write_response(response, 500, PLAIN_CLOSE, b"internal error\n");
-                    return Answer::Http;
+                    return Answer::Rejected(500, "internal error");
                 }
             }
             let agreed = config.deflate.negotiate(up.extensions());
@@ -450,7 +461,7 @@ fn upgrade<H: Handler>(
                 PLAIN_CLOSE
             };
             write_response(response, status, headers, &body);
-            Answer::Http
+            Answer::Rejected(status, reason)
         }
     }
 }
@@ -514,6 +525,11 @@ fn open<H: Handler>(
     conn.state = State::Open;
     conn.flags.insert(Flag::Opened);
     sh.metrics.connections_open += 1;
+    let side = match conn.proto.role() {
+        Role::Server => "from",
+        Role::Client => "to",
+    };
+    log::debug!("{id} open {side} {}", Peer::of(&conn.stream));
     sh.metrics.connections_total += 1;
     if let Some(interval) = sh.config.ping_interval {
         conn.heartbeat = sh.now + interval;
@@ -630,7 +646,7 @@ fn frames<H: Handler>(
                     }
                 }
                 Err(e) => {
-                    log::debug!("{id:?}: failing the connection: {e}");
+                    log::debug!("{id}: failing the connection: {e}");
                     ended = Some((e.close_code(), e.detail().to_string()));
                     off = len;
                     break;
@@ -750,6 +766,7 @@ mod tests {
         fn with<R>(&mut self, now: Tick, f: impl FnOnce(&mut Shared<'_, Quiet>) -> R) -> R {
             let mut requests = Vec::new();
             let mut scratch = Vec::new();
+            let mut rejects = RejectLog::default();
             let mut sh = Shared {
                 rbuf: &mut self.rbuf,
                 handler: &mut self.handler,
@@ -758,6 +775,7 @@ mod tests {
                 metrics: &mut self.metrics,
                 metrics_requests: &mut requests,
                 scratch: &mut scratch,
+                rejects: &mut rejects,
                 now,
             };
             f(&mut sh)

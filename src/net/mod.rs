@@ -10,6 +10,7 @@ mod conn;
 mod ctx;
 mod drive;
 mod inplace;
+mod logs;
 mod metrics;
 mod rand;
 mod reactor;

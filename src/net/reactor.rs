@@ -20,6 +20,7 @@ use super::alarm::{alarm, Alarm};
 use super::conn::{ClientSetup, Conn, Flag, State};
 use super::ctx::{ConnId, Link, Sent};
 use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
+use super::logs::{Limits, RejectLog};
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::{Target, Tick, Timers};
@@ -129,6 +130,10 @@ pub struct Reactor<H> {
     scratch: Vec<u8>,
     /// Wakes the poll for the next deadline; without it the poll times out.
     alarm: Option<Alarm>,
+    /// Rate limit of the rejected-handshake log lines.
+    rejects: RejectLog,
+    /// Connections sent a close by the graceful shutdown (for its last log line).
+    shutdown_closing: usize,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -165,6 +170,8 @@ impl<H: Handler> Reactor<H> {
             refused_lingering: 0,
             scratch: Vec::new(),
             alarm,
+            rejects: RejectLog::default(),
+            shutdown_closing: 0,
         })
     }
 
@@ -182,6 +189,8 @@ impl<H: Handler> Reactor<H> {
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         self.listener = Some(listener);
+        log::info!("listening on ws://{local}");
+        log::info!("{}", Limits(&self.config));
         Ok(local)
     }
 
@@ -241,6 +250,7 @@ impl<H: Handler> Reactor<H> {
                 self.begin_shutdown(now, &mut rbuf, &mut metrics_requests);
             }
             if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(now) {
+                self.log_end(now);
                 return Ok(self.finish());
             }
             let next = self.next_deadline();
@@ -361,6 +371,7 @@ impl<H: Handler> Reactor<H> {
             timers: &mut self.timers,
             metrics: &mut self.metrics,
             metrics_requests,
+            rejects: &mut self.rejects,
             now,
         };
         let keep = match self.conns.get_mut(key) {
@@ -468,7 +479,16 @@ impl<H: Handler> Reactor<H> {
 
     /// Stop accepting and start the close handshake everywhere.
     fn begin_shutdown(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
-        log::info!("shutting down: closing {} connections", self.conns.len());
+        self.shutdown_closing = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Open)
+            .count();
+        log::info!(
+            "shutting down: closing {} connections with 1001 (timeout {:?})",
+            self.shutdown_closing,
+            self.config.shutdown_timeout
+        );
         self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
         if let Some(mut l) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut l);
@@ -495,6 +515,26 @@ impl<H: Handler> Reactor<H> {
                     State::Handshake | State::Connecting => false,
                 },
             );
+        }
+    }
+
+    /// Say how the loop ended: how many connections the shutdown closed,
+    /// and whether its timeout cut it short.
+    fn log_end(&self, now: Tick) {
+        let left = self.conns.len();
+        match self.shutdown_deadline {
+            Some(_) if left == 0 => log::info!(
+                "shutdown complete: {} connections closed",
+                self.shutdown_closing
+            ),
+            Some(deadline) if now >= deadline => log::warn!(
+                "shutdown timeout ({:?}) hit: {left} of {} connections still closing, dropped",
+                self.config.shutdown_timeout,
+                self.shutdown_closing.max(left)
+            ),
+            Some(_) => log::info!("stopped during shutdown: {left} connections dropped"),
+            None if left > 0 => log::info!("stopped: {left} connections dropped"),
+            None => log::debug!("stopped"),
         }
     }
 

@@ -167,7 +167,6 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     }
     let server = Server::bind(addr.as_str(), cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    log::info!("echo server listening on ws://{}", server.local_addr());
     install_signal_handlers(server.stopper())?;
     server
         .run()
