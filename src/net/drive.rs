@@ -13,8 +13,8 @@ use super::timer::{Tick, Timers};
 use crate::ext::DeflateParams;
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
-    classify, default_http_response, parse_request, write_accept, write_reject, write_response,
-    Outcome, Upgrade,
+    answer_plain, classify, parse_request, write_accept, write_reject, write_response, Outcome,
+    PlainAnswer, Upgrade,
 };
 use crate::handshake::Status;
 use crate::proto::{CloseState, Event, Role};
@@ -41,9 +41,10 @@ pub(crate) struct Shared<'a, H> {
     pub(crate) config: &'a ServerConfig,
     pub(crate) timers: &'a mut Timers,
     pub(crate) metrics: &'a mut Metrics,
-    /// Connections that asked for `/metrics`: answered after the events,
-    /// when the gauges over all connections can be computed.
-    pub(crate) metrics_requests: &'a mut Vec<ConnId>,
+    /// Connections that asked for `/metrics` (`true`: with `HEAD`):
+    /// answered after the events, when the gauges over all connections can
+    /// be computed.
+    pub(crate) metrics_requests: &'a mut Vec<(ConnId, bool)>,
     /// Where a client masks what it sends (see `Link`).
     pub(crate) scratch: &'a mut Vec<u8>,
     /// Rate limit of the rejected-handshake log lines.
@@ -299,7 +300,6 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, re
         match conn.stream.read(&mut sh.rbuf[p..]) {
             Ok(0) => conn.flags.insert(Flag::Eof),
             Ok(n) => {
-                sh.metrics.bytes_in += n as u64;
                 conn.last_read = sh.now;
                 process(conn, id, sh, p + n);
                 // A short read drained the socket; new data raises a new edge.
@@ -338,8 +338,9 @@ enum Answer {
     /// An upgrade refused with this HTTP status and reason (written);
     /// close after it.
     Rejected(u16, &'static str),
-    /// `GET` of the metrics path: answered after the events.
-    Metrics,
+    /// `GET` (`false`) or `HEAD` (`true`) of the metrics path: answered
+    /// after the events.
+    Metrics(bool),
 }
 
 fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
@@ -367,15 +368,12 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
                 write_reject(&mut response, &reject);
                 Answer::Rejected(reject.status, reject.reason.message())
             }
-            Outcome::Http(plain)
-                if plain.method == "GET"
-                    && sh.config.metrics_path.as_deref() == Some(plain.path) =>
-            {
-                Answer::Metrics
-            }
             Outcome::Http(plain) => {
-                default_http_response(&mut response, &plain);
-                Answer::Http
+                let metrics_path = sh.config.metrics_path.as_deref();
+                match answer_plain(&mut response, &plain, metrics_path) {
+                    PlainAnswer::Written => Answer::Http,
+                    PlainAnswer::Metrics { head } => Answer::Metrics(head),
+                }
             }
         },
         Err(reject) => {
@@ -398,9 +396,9 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             sh.rejects.rejected(sh.now, id, peer, status, reason);
             conn.state = State::Closing;
         }
-        Answer::Metrics => {
+        Answer::Metrics(head) => {
             conn.state = State::Answering;
-            sh.metrics_requests.push(id);
+            sh.metrics_requests.push((id, head));
         }
     }
 }
@@ -627,6 +625,8 @@ fn frames<H: Handler>(
                     match event {
                         Event::Message(msg) => {
                             ctx.link.metrics.messages_in += 1;
+                            // Payload, as `bytes_out` counts it.
+                            ctx.link.metrics.bytes_in += msg.as_bytes().len() as u64;
                             sh.handler.on_message(&mut ctx, msg);
                         }
                         Event::Ping(_) => {}

@@ -12,6 +12,7 @@ mod drive;
 mod inplace;
 mod logs;
 mod metrics;
+mod process;
 mod rand;
 mod reactor;
 mod timer;

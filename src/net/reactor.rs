@@ -26,7 +26,7 @@ use super::rand::{random_16, random_u64};
 use super::timer::{Target, Tick, Timers};
 use super::url::WsUrl;
 use crate::handshake::client::write_request;
-use crate::handshake::server::write_response;
+use crate::handshake::server::{write_head_response, write_response};
 use crate::proto::{Connection, Message, SendError};
 use crate::server::{Handler, ServerConfig};
 
@@ -338,8 +338,8 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
-            for id in std::mem::take(&mut metrics_requests) {
-                self.answer_metrics(id, now, &mut rbuf);
+            for (id, head) in std::mem::take(&mut metrics_requests) {
+                self.answer_metrics(id, head, now, &mut rbuf);
             }
         }
     }
@@ -360,7 +360,7 @@ impl<H: Handler> Reactor<H> {
         generation: Option<u32>,
         now: Tick,
         rbuf: &mut [u8],
-        metrics_requests: &mut Vec<ConnId>,
+        metrics_requests: &mut Vec<(ConnId, bool)>,
         f: impl FnOnce(&mut Conn, usize, &mut Shared<'_, H>) -> bool,
     ) {
         let mut sh = Shared {
@@ -402,7 +402,7 @@ impl<H: Handler> Reactor<H> {
         touched: Vec<ConnId>,
         now: Tick,
         rbuf: &mut [u8],
-        mr: &mut Vec<ConnId>,
+        mr: &mut Vec<(ConnId, bool)>,
     ) {
         for id in touched {
             self.with_conn(id.key, Some(id.generation), now, rbuf, mr, settle);
@@ -478,7 +478,7 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Stop accepting and start the close handshake everywhere.
-    fn begin_shutdown(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
+    fn begin_shutdown(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<(ConnId, bool)>) {
         self.shutdown_closing = self
             .conns
             .iter()
@@ -563,7 +563,7 @@ impl<H: Handler> Reactor<H> {
         self.handler
     }
 
-    fn answer_metrics(&mut self, id: ConnId, now: Tick, rbuf: &mut [u8]) {
+    fn answer_metrics(&mut self, id: ConnId, head: bool, now: Tick, rbuf: &mut [u8]) {
         let queued: usize = self
             .conns
             .iter_mut()
@@ -571,15 +571,15 @@ impl<H: Handler> Reactor<H> {
             .sum();
         let body = self.metrics.render(queued, self.conns.len());
         let mut response = Vec::with_capacity(body.len() + 128);
-        write_response(
-            &mut response,
-            200,
-            &[
-                ("Content-Type", "text/plain; version=0.0.4"),
-                ("Connection", "close"),
-            ],
-            body.as_bytes(),
-        );
+        let headers = [
+            ("Content-Type", "text/plain; version=0.0.4"),
+            ("Connection", "close"),
+        ];
+        if head {
+            write_head_response(&mut response, 200, &headers, body.as_bytes());
+        } else {
+            write_response(&mut response, 200, &headers, body.as_bytes());
+        }
         let mut none = Vec::new();
         self.with_conn(
             id.key,
