@@ -68,6 +68,8 @@ pub mod proto;
 pub mod server;
 mod status;
 
+#[cfg(all(feature = "signals", unix))]
+pub use net::ShutdownSignals;
 pub use proto::{CloseFrame, Message};
 #[cfg(feature = "net")]
 pub use server::{

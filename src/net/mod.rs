@@ -15,10 +15,14 @@ mod metrics;
 mod process;
 mod rand;
 mod reactor;
+#[cfg(all(feature = "signals", unix))]
+mod signals;
 mod timer;
 mod url;
 
 pub use ctx::{ConnId, Ctx, Sent};
 pub use metrics::Metrics;
 pub use reactor::{Control, Reactor, Remote, Server, Stopper};
+#[cfg(all(feature = "signals", unix))]
+pub use signals::ShutdownSignals;
 pub use url::{UrlError, WsUrl};

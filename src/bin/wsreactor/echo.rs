@@ -3,7 +3,6 @@
 //! SIGINT/SIGTERM.
 
 use std::ffi::OsString;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wsreactor::handshake::server::Upgrade;
@@ -167,39 +166,13 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     }
     let server = Server::bind(addr.as_str(), cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    install_signal_handlers(server.stopper())?;
+    server
+        .shutdown_on_signals()
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     server
         .run()
         .map_err(|e| format!("event loop failed: {e}"))?;
     log::info!("stopped");
-    Ok(())
-}
-
-/// SIGINT/SIGTERM: the first asks for a graceful shutdown, a second stops
-/// at once. Handled in the signal handler itself rather than on a signal
-/// thread: a second thread makes glibc take its multi-threaded path (a
-/// cancellation check around every `recv`, `writev` and `epoll_wait`),
-/// which measurably costs the echo loop.
-fn install_signal_handlers(remote: wsreactor::Remote) -> Result<(), String> {
-    static SEEN: AtomicUsize = AtomicUsize::new(0);
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let remote = remote.clone();
-        // SAFETY: the handler is async-signal-safe: an atomic increment,
-        // atomic stores, and one write(2) to the reactor's eventfd (mio's
-        // `Waker`); no allocation and no lock. (`Remote::wake` logs only if
-        // that write fails, which a live eventfd does not do: mio resets a
-        // full counter and retries.) The reactor logs the shutdown itself.
-        let registered = unsafe {
-            signal_hook::low_level::register(signal, move || {
-                if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
-                    remote.shutdown();
-                } else {
-                    remote.stop();
-                }
-            })
-        };
-        registered.map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    }
     Ok(())
 }
 
