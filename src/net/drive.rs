@@ -472,11 +472,12 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         connect_failed(conn, id, sh, "handshake state lost");
         return;
     };
+    let offered: Vec<&str> = setup.protocols.iter().map(String::as_str).collect();
     match parse_response(
         &sh.rbuf[..len],
         &mut headers[..slots],
         &setup.expected_accept,
-        &[],
+        &offered,
         limits,
     ) {
         Ok(Status::Partial) => {
@@ -484,6 +485,9 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         }
         Ok(Status::Complete(resp)) => {
             let resp_len = resp.len;
+            if let Some(p) = resp.protocol {
+                log::debug!("{id}: the server chose subprotocol {p:?}");
+            }
             // RFC 6455 §4.1: an extension we did not offer fails the
             // connection; an agreed one is set up before any frame is read.
             let agreed = match sh.config.deflate.accept_response(resp.extensions()) {

@@ -25,6 +25,7 @@ use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::{Target, Tick, Timers};
 use super::url::WsUrl;
+use crate::client::ConnectOptions;
 use crate::handshake::client::write_request;
 use crate::handshake::server::{write_head_response, write_response};
 use crate::proto::{Connection, Message, SendError};
@@ -200,6 +201,15 @@ impl<H: Handler> Reactor<H> {
     /// As [`Control::connect`].
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
         self.control(Tick::now()).connect(url)
+    }
+
+    /// Open a client connection with subprotocols and extra headers (see
+    /// [`Control::connect_with`]).
+    ///
+    /// # Errors
+    /// As [`Control::connect_with`].
+    pub fn connect_with(&mut self, url: &str, options: &ConnectOptions) -> io::Result<ConnId> {
+        self.control(Tick::now()).connect_with(url, options)
     }
 
     /// A handle to stop or wake the loop from another thread.
@@ -690,12 +700,24 @@ impl Control<'_> {
     /// A bad URL, a name that does not resolve, too many connections, or a
     /// socket error.
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
+        self.connect_with(url, &ConnectOptions::default())
+    }
+
+    /// [`Control::connect`], offering `options.protocols` and sending
+    /// `options.headers` (e.g. `Authorization`) in the request. The
+    /// server's choice of subprotocol is checked against the offer.
+    ///
+    /// # Errors
+    /// As [`Control::connect`], or an invalid header or subprotocol
+    /// (`InvalidInput`, see [`ConnectOptions::check`]).
+    pub fn connect_with(&mut self, url: &str, options: &ConnectOptions) -> io::Result<ConnId> {
+        options.check()?;
         let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let addr = (url.host.as_str(), url.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
-        self.connect_addr(addr, &url.host_header(), &url.path)
+        self.open_client(addr, &url.host_header(), &url.path, options)
     }
 
     /// Open a client connection to `addr`, sending `host` and `path` in the
@@ -704,6 +726,16 @@ impl Control<'_> {
     /// # Errors
     /// Too many connections, or a socket error.
     pub fn connect_addr(&mut self, addr: SocketAddr, host: &str, path: &str) -> io::Result<ConnId> {
+        self.open_client(addr, host, path, &ConnectOptions::default())
+    }
+
+    fn open_client(
+        &mut self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        options: &ConnectOptions,
+    ) -> io::Result<ConnId> {
         if self.conns.len() >= self.config.max_connections || self.conns.vacant_key() >= MAX_KEY {
             return Err(io::Error::other("connection limit reached"));
         }
@@ -717,8 +749,21 @@ impl Control<'_> {
         let mut request = Vec::with_capacity(256);
         let offer = self.config.deflate.offer();
         let extensions = offer.as_ref().map(|o| o.as_str());
-        let client_key =
-            write_request(&mut request, host, path, &random_16(), &[], extensions, &[]);
+        let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
+        let headers: Vec<(&str, &str)> = options
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let client_key = write_request(
+            &mut request,
+            host,
+            path,
+            &random_16(),
+            &protocols,
+            extensions,
+            &headers,
+        );
         *self.next_generation = self.next_generation.wrapping_add(1);
         let proto = Connection::client(self.config.protocol, random_u64());
         let mut conn = Conn::new(
@@ -731,6 +776,7 @@ impl Control<'_> {
         conn.client = Some(Box::new(ClientSetup {
             request,
             expected_accept: client_key.expected_accept().to_string(),
+            protocols: options.protocols.clone(),
         }));
         if let Some(when) = after(self.now, self.config.handshake_timeout) {
             set_deadline(&mut conn, key, self.timers, when);

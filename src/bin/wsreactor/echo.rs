@@ -3,8 +3,8 @@
 //! SIGINT/SIGTERM.
 
 use std::ffi::OsString;
-use std::time::Duration;
 
+use crate::args;
 use wsreactor::handshake::server::Upgrade;
 use wsreactor::{ConnId, Ctx, Decision, Handler, Message, Server, ServerConfig};
 
@@ -22,13 +22,15 @@ OPTIONS:
     --protocol NAME             Subprotocol we speak (repeatable); the first the
                                 client offers is selected [default: none]
     --max-connections N         Beyond this, answer 503 [default: 100000]
-    --max-frame BYTES           Largest frame payload (1009) [default: 16777216]
-    --max-message BYTES         Largest message (1009) [default: 67108864]
+    --max-frame SIZE            Largest frame payload (1009) [default: 16MiB]
+    --max-message SIZE          Largest message (1009) [default: 64MiB]
     --max-fragments N           Most frames per message (1008) [default: 131072]
-    --max-header-bytes BYTES    Largest handshake header block (431) [default: 8192]
-    --max-headers N             Most handshake headers (431) [default: 64]
-    --max-pending-output BYTES  Pause reading above this much queued output
-                                [default: 33554432]
+    --max-header-bytes SIZE     Largest handshake header block (431), 256 to 1MiB
+                                [default: 8KiB]
+    --max-headers N             Most handshake headers (431), 5 to 256
+                                [default: 64]
+    --max-pending-output SIZE   Pause reading above this much queued output
+                                [default: 32MiB]
     --handshake-timeout SECS    Time to finish the handshake, 0 = off [default: 5]
     --close-timeout SECS        Time to finish the close handshake, 0 = off
                                 [default: 5]
@@ -41,6 +43,9 @@ OPTIONS:
     --deflate                   Accept permessage-deflate (RFC 7692); needs a
                                 build with --features deflate
     -h, --help                  Print this help
+
+SIZE is bytes, or a number with K, M or G (powers of 1024, any case, an
+optional iB): 16M = 16MiB = 16777216. SECS may have fractions (0.5).
 
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
 the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
@@ -128,30 +133,43 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
                 ))
             }
         };
-        let mut value = || -> Result<String, String> {
-            let v = parser.value().map_err(|e| e.to_string())?;
-            v.string().map_err(|e| e.to_string())
-        };
-        match name.as_str() {
+        let n = name.as_str();
+        let mut value = || args::value(&mut parser, n);
+        // The largest 64-bit length a frame header may carry.
+        const LEN_MAX: u64 = i64::MAX as u64;
+        let usize_max = usize::MAX as u64;
+        match n {
             "addr" => addr = value()?,
-            "auth-token" => handler.token = Some(value()?),
-            "allow-origin" => origins.push(value()?),
-            "protocol" => handler.protocols.push(value()?),
-            "max-connections" => cfg.max_connections = number(&value()?)?,
-            "max-frame" => cfg.protocol.max_frame_size = number(&value()?)?,
-            "max-message" => cfg.protocol.max_message_size = number(&value()?)?,
-            "max-fragments" => cfg.protocol.max_fragments = number(&value()?)?,
-            "max-header-bytes" => cfg.handshake.max_header_bytes = number(&value()?)?,
-            "max-headers" => cfg.handshake.max_headers = number(&value()?)?,
-            "max-pending-output" => cfg.max_pending_output = number(&value()?)?,
-            "handshake-timeout" => cfg.handshake_timeout = seconds(&value()?)?,
-            "close-timeout" => cfg.close_timeout = seconds(&value()?)?,
-            "ping-interval" => {
-                cfg.ping_interval = Some(seconds(&value()?)?).filter(|d| !d.is_zero())
+            "auth-token" => handler.token = Some(non_empty(n, value()?)?),
+            "allow-origin" => origins.push(non_empty(n, value()?)?),
+            "protocol" => handler.protocols.push(non_empty(n, value()?)?),
+            "max-connections" => {
+                cfg.max_connections = args::count(n, &value()?, 1..=100_000_000)? as usize
             }
-            "pong-timeout" => cfg.pong_timeout = seconds(&value()?)?,
-            "idle-timeout" => cfg.idle_timeout = Some(seconds(&value()?)?).filter(|d| !d.is_zero()),
-            "shutdown-timeout" => cfg.shutdown_timeout = seconds(&value()?)?,
+            "max-frame" => cfg.protocol.max_frame_size = args::size(n, &value()?, 1..=LEN_MAX)?,
+            "max-message" => cfg.protocol.max_message_size = args::size(n, &value()?, 1..=LEN_MAX)?,
+            "max-fragments" => {
+                cfg.protocol.max_fragments = args::count(n, &value()?, 1..=u32::MAX.into())? as u32
+            }
+            "max-header-bytes" => {
+                cfg.handshake.max_header_bytes = args::size(n, &value()?, 256..=1 << 20)? as usize
+            }
+            "max-headers" => {
+                cfg.handshake.max_headers = args::count(n, &value()?, 5..=256)? as usize
+            }
+            "max-pending-output" => {
+                cfg.max_pending_output = args::size(n, &value()?, 1..=usize_max)? as usize
+            }
+            "handshake-timeout" => cfg.handshake_timeout = args::seconds(n, &value()?)?,
+            "close-timeout" => cfg.close_timeout = args::seconds(n, &value()?)?,
+            "ping-interval" => {
+                cfg.ping_interval = Some(args::seconds(n, &value()?)?).filter(|d| !d.is_zero())
+            }
+            "pong-timeout" => cfg.pong_timeout = args::seconds(n, &value()?)?,
+            "idle-timeout" => {
+                cfg.idle_timeout = Some(args::seconds(n, &value()?)?).filter(|d| !d.is_zero())
+            }
+            "shutdown-timeout" => cfg.shutdown_timeout = args::seconds(n, &value()?)?,
             "no-metrics" => cfg.metrics_path = None,
             "deflate" => crate::deflate::enable(&mut cfg)?,
             _ => {
@@ -176,14 +194,11 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     Ok(())
 }
 
-fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
-    s.parse()
-        .map_err(|_| format!("'{s}' is not a valid number"))
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a valid duration"))
+/// Values that mean nothing empty (a token, an origin, a subprotocol).
+fn non_empty(name: &str, v: String) -> Result<String, String> {
+    if v.trim().is_empty() {
+        Err(format!("--{name}: the value is empty"))
+    } else {
+        Ok(v)
+    }
 }
