@@ -72,7 +72,7 @@ impl ConnectOptions {
     }
 
     /// Check every header and subprotocol (see
-    /// [`check_header`](crate::handshake::client::check_header)).
+    /// [`check_header`]).
     ///
     /// # Errors
     /// `InvalidInput`, naming the field and what is wrong with it.

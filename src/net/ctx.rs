@@ -186,6 +186,34 @@ impl Link<'_> {
 /// whole frame in one write); only what the kernel does not take is queued. While more received frames wait in the same
 /// read batch, sends are queued instead ("corked") and flushed once after the
 /// batch, so pipelined messages cost one write, not one each.
+///
+/// ```
+/// use wsreactor::{Ctx, Handler, Message, Sent};
+///
+/// struct Greeter;
+///
+/// impl Handler for Greeter {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         let _ = ctx.send_text(&format!("welcome, {}", ctx.id()));
+///     }
+///
+///     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+///         if msg.as_bytes() == b"bye" {
+///             let _ = ctx.close(1000, "bye");
+///             return;
+///         }
+///         // A peer that does not read what we send: skip it for now.
+///         if ctx.queued() > 1 << 20 {
+///             return;
+///         }
+///         match ctx.send(msg) {
+///             Ok(Sent::Written) => {}             // the kernel has it all
+///             Ok(Sent::Queued) => {}              // goes out as the socket drains
+///             Err(e) => eprintln!("{}: {e}", ctx.id()), // closing, or over the limit
+///         }
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Ctx<'a> {
     pub(crate) id: ConnId,

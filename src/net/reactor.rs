@@ -50,7 +50,60 @@ const MAX_KEY: usize = {
 /// clock reading (see `Reactor::run`).
 const FRESH_CLOCK_BELOW: Duration = Duration::from_millis(50);
 
-/// A handle to a running reactor, usable from any thread.
+/// A handle to a running reactor, usable from any thread: wake it (the
+/// handler's [`on_wake`](Handler::on_wake) then runs on the loop), shut it
+/// down gracefully, or stop it.
+///
+/// ```
+/// use std::sync::mpsc::{channel, Receiver, TryRecvError};
+/// use wsreactor::{ConnId, Control, Ctx, Handler, Message, Server, ServerConfig};
+///
+/// /// Broadcasts what another thread produces.
+/// struct Feed {
+///     news: Receiver<String>,
+///     subscribers: Vec<ConnId>,
+///     published: usize,
+/// }
+///
+/// impl Handler for Feed {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         self.subscribers.push(ctx.id());
+///     }
+///     fn on_message(&mut self, _ctx: &mut Ctx<'_>, _msg: Message<'_>) {}
+///     fn on_close(&mut self, id: ConnId, _code: u16, _reason: &str) {
+///         self.subscribers.retain(|s| *s != id);
+///     }
+///     fn on_wake(&mut self, ctl: &mut Control<'_>) {
+///         loop {
+///             match self.news.try_recv() {
+///                 Ok(item) => {
+///                     for &id in &self.subscribers {
+///                         let _ = ctl.send(id, Message::Text(&item));
+///                     }
+///                     self.published += 1;
+///                 }
+///                 Err(TryRecvError::Empty) => return,
+///                 // The producer is done: close everyone with 1001.
+///                 Err(TryRecvError::Disconnected) => return ctl.shutdown(),
+///             }
+///         }
+///     }
+/// }
+///
+/// let (tx, news) = channel();
+/// let feed = Feed { news, subscribers: Vec::new(), published: 0 };
+/// let server = Server::bind("127.0.0.1:0", ServerConfig::default(), feed)?;
+/// let remote = server.stopper();
+/// let reactor = std::thread::spawn(move || server.run());
+///
+/// tx.send("first".to_string()).unwrap();
+/// remote.wake();
+/// drop(tx);
+/// remote.wake();
+/// let feed = reactor.join().unwrap()?;
+/// assert_eq!(feed.published, 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Remote {
     flags: Arc<Flags>,
@@ -196,6 +249,50 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Open a client connection to a `ws://` URL (see [`Control::connect`]).
+    /// Client and server connections share the loop and the handler.
+    ///
+    /// ```
+    /// use wsreactor::{ConnId, Ctx, Handler, Message, Reactor, Remote, ServerConfig};
+    ///
+    /// /// The server side echoes; the client side sends one message, keeps
+    /// /// the echo and closes.
+    /// #[derive(Default)]
+    /// struct Both {
+    ///     client: Option<ConnId>,
+    ///     remote: Option<Remote>,
+    ///     echo: Option<String>,
+    /// }
+    ///
+    /// impl Handler for Both {
+    ///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+    ///         if Some(ctx.id()) == self.client {
+    ///             let _ = ctx.send_text("ping?");
+    ///         }
+    ///     }
+    ///     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+    ///         if Some(ctx.id()) != self.client {
+    ///             let _ = ctx.send(msg); // the server side
+    ///         } else if let Message::Text(text) = msg {
+    ///             self.echo = Some(text.to_string());
+    ///             let _ = ctx.close(1000, "");
+    ///         }
+    ///     }
+    ///     fn on_close(&mut self, id: ConnId, _code: u16, _reason: &str) {
+    ///         if Some(id) == self.client {
+    ///             self.remote.as_ref().unwrap().stop();
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let mut reactor = Reactor::new(ServerConfig::default(), Both::default())?;
+    /// let addr = reactor.listen("127.0.0.1:0")?;
+    /// let id = reactor.connect(&format!("ws://{addr}/chat"))?;
+    /// reactor.handler_mut().client = Some(id);
+    /// reactor.handler_mut().remote = Some(reactor.remote());
+    /// let both = reactor.run()?;
+    /// assert_eq!(both.echo.as_deref(), Some("ping?"));
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     ///
     /// # Errors
     /// As [`Control::connect`].
@@ -673,6 +770,45 @@ impl<H: Handler> Server<H> {
 
 /// Acting on any connection of the reactor, outside a connection's own
 /// callback: given to [`Handler::on_wake`] and [`Handler::on_timer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use wsreactor::{Control, Ctx, Handler, Message, Reactor, ServerConfig};
+///
+/// /// Pushes a tick to every connection every 10 ms; stops after three.
+/// #[derive(Default)]
+/// struct Ticker {
+///     subscribers: Vec<wsreactor::ConnId>,
+///     ticks: u32,
+/// }
+///
+/// impl Handler for Ticker {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         self.subscribers.push(ctx.id());
+///     }
+///     fn on_message(&mut self, _ctx: &mut Ctx<'_>, _msg: Message<'_>) {}
+///     // The first timer is set from the first wake-up.
+///     fn on_wake(&mut self, ctl: &mut Control<'_>) {
+///         ctl.set_timer(Duration::from_millis(10), 0);
+///     }
+///     fn on_timer(&mut self, ctl: &mut Control<'_>, _token: u64) {
+///         self.ticks += 1;
+///         // Connections that closed meanwhile answer `Err(Closed)`.
+///         self.subscribers.retain(|&id| ctl.send(id, Message::Text("tick")).is_ok());
+///         if self.ticks == 3 {
+///             ctl.shutdown(); // close everyone with 1001, then return
+///         } else {
+///             ctl.set_timer(Duration::from_millis(10), 0);
+///         }
+///     }
+/// }
+///
+/// let mut reactor = Reactor::new(ServerConfig::default(), Ticker::default())?;
+/// reactor.listen("127.0.0.1:0")?;
+/// reactor.remote().wake();
+/// assert_eq!(reactor.run()?.ticks, 3);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Control<'a> {
     conns: &'a mut Slab<Conn>,
