@@ -57,6 +57,11 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// The README's Rust examples, compiled as doctests so they keep working.
+#[cfg(all(doctest, feature = "signals"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "net")]
 pub mod client;
 pub mod ext;
