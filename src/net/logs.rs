@@ -38,7 +38,8 @@ impl fmt::Display for Peer {
 const LINES_PER_WINDOW: u32 = 10;
 const WINDOW: Duration = Duration::from_secs(1);
 
-/// Rate limit of the info lines for rejected handshakes, one per reactor.
+/// Rate limit of the lines for rejected handshakes and refused
+/// connections, one per reactor.
 #[derive(Debug, Default)]
 pub(crate) struct RejectLog {
     window_start: Option<Tick>,
@@ -47,23 +48,34 @@ pub(crate) struct RejectLog {
 }
 
 impl RejectLog {
-    /// Log a rejected handshake (HTTP `status`, `reason`), unless this
-    /// window's lines are used up.
-    pub(crate) fn rejected(
-        &mut self,
-        now: Tick,
-        id: ConnId,
-        peer: Peer,
-        status: u16,
-        reason: &str,
-    ) {
+    /// Log a rejected handshake (HTTP `status`, `reason`) at info, unless
+    /// this window's lines are used up.
+    pub(crate) fn rejected(&mut self, now: Tick, id: ConnId, peer: Peer, status: u16, why: &str) {
+        self.log(
+            now,
+            log::Level::Info,
+            format_args!("{id} from {peer}: handshake rejected with {status}: {why}"),
+        );
+    }
+
+    /// Log a connection refused at `max_connections` (503) at warn, under
+    /// the same limit.
+    pub(crate) fn refused(&mut self, now: Tick, peer: SocketAddr, held: usize) {
+        self.log(
+            now,
+            log::Level::Warn,
+            format_args!("refusing {peer} with 503: {held} connections held"),
+        );
+    }
+
+    fn log(&mut self, now: Tick, level: log::Level, line: fmt::Arguments<'_>) {
         if self
             .window_start
             .is_none_or(|start| now.since(start) >= WINDOW)
         {
             if self.suppressed > 0 {
                 log::info!(
-                    "{} more handshake rejections not logged (at most {LINES_PER_WINDOW} a second)",
+                    "{} more rejections not logged (at most {LINES_PER_WINDOW} a second)",
                     self.suppressed
                 );
             }
@@ -75,7 +87,7 @@ impl RejectLog {
         }
         if self.lines < LINES_PER_WINDOW {
             self.lines += 1;
-            log::info!("{id} from {peer}: handshake rejected with {status}: {reason}");
+            log::log!(level, "{line}");
         } else {
             self.suppressed += 1;
         }

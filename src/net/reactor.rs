@@ -544,7 +544,7 @@ impl<H: Handler> Reactor<H> {
             if (full && self.refused_lingering >= linger_slots)
                 || self.conns.vacant_key() >= MAX_KEY
             {
-                log::warn!("refusing {addr}: {held} connections held");
+                self.rejects.refused(now, addr, held);
                 self.metrics.refused_total += 1;
                 // Best effort: a fresh socket's send buffer takes this at once.
                 let _ = stream.write(SERVICE_UNAVAILABLE);
@@ -566,7 +566,7 @@ impl<H: Handler> Reactor<H> {
             let proto = Connection::server(self.config.protocol);
             let mut conn = Conn::new(stream, self.next_generation, proto, State::Handshake, now);
             if full {
-                log::warn!("refusing {addr}: {held} connections held");
+                self.rejects.refused(now, addr, held);
                 self.metrics.refused_total += 1;
                 conn.state = State::Closing;
                 conn.flags.insert(Flag::Refused);
