@@ -49,7 +49,8 @@ optional iB): 16M = 16MiB = 16777216. SECS may have fractions (0.5).
 
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
 the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
-at once. GET /healthz answers 200; GET /metrics Prometheus text.
+at once. /healthz answers 200 and /metrics Prometheus text (GET or HEAD,
+any query); other plain HTTP gets 426.
 ";
 
 /// Echo every message back; check the token and pick the subprotocol at the
