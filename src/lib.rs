@@ -10,6 +10,19 @@
 //! - `net` (feature `net`, on by default) is the reactor: the only module that
 //!   names mio, slab and sockets.
 //!
+//! # Features
+//!
+//! As a library dependency, turn the default features off: they also build
+//! the `wsreactor` binary's own crates (feature `cli`).
+//!
+//! ```toml
+//! wsreactor = { version = "0.1", default-features = false, features = ["net"] }
+//! ```
+//!
+//! `net`: the reactor, server and client. `signals`: graceful shutdown on
+//! SIGINT/SIGTERM (`Server::shutdown_on_signals`, Unix). `deflate`:
+//! permessage-deflate. Without `net`, the crate is the sans-IO core alone.
+//!
 //! # A complete echo server
 //!
 //! ```
