@@ -196,4 +196,25 @@ fn the_reactor_logs_opens_closes_rejections_startup_and_shutdown() {
         ),
         "{lines:#?}"
     );
+
+    // A refusal at max_connections: a warning naming the peer, and the 503.
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::default()
+    };
+    let server = Server::bind("127.0.0.1:0", config, Echo).unwrap();
+    let addr = server.local_addr();
+    let remote = server.stopper();
+    let thread = std::thread::spawn(move || server.run().unwrap());
+    let _held = open(addr);
+    let mut refused = tcp(addr);
+    let peer = refused.local_addr().unwrap();
+    let mut answer = Vec::new();
+    refused.read_to_end(&mut answer).unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 503"));
+    let lines = wait_for("the refusal", |l| l.contains("refusing"));
+    let want = format!("WARN refusing {peer} with 503: 1 connections held");
+    assert!(lines.contains(&want), "{want} not in {lines:#?}");
+    remote.stop();
+    thread.join().unwrap();
 }
