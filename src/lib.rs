@@ -20,7 +20,7 @@
 //! ```
 //!
 //! `net`: the reactor, server and client. `signals`: graceful shutdown on
-//! SIGINT/SIGTERM (`Server::shutdown_on_signals`, Unix). `deflate`:
+//! SIGINT/SIGTERM (`Server::shutdown_on_signals`). `deflate`:
 //! permessage-deflate. Without `net`, the crate is the sans-IO core alone.
 //!
 //! # A complete echo server
@@ -86,7 +86,7 @@ pub mod proto;
 pub mod server;
 mod status;
 
-#[cfg(all(feature = "signals", unix))]
+#[cfg(feature = "signals")]
 pub use net::ShutdownSignals;
 pub use proto::{CloseFrame, Message};
 #[cfg(feature = "net")]

@@ -15,7 +15,7 @@ mod metrics;
 mod process;
 mod rand;
 mod reactor;
-#[cfg(all(feature = "signals", unix))]
+#[cfg(feature = "signals")]
 mod signals;
 mod timer;
 mod url;
@@ -23,6 +23,6 @@ mod url;
 pub use ctx::{ConnId, Ctx, Sent};
 pub use metrics::Metrics;
 pub use reactor::{Control, Reactor, Remote, Server, Stopper};
-#[cfg(all(feature = "signals", unix))]
+#[cfg(feature = "signals")]
 pub use signals::ShutdownSignals;
 pub use url::{UrlError, WsUrl};

@@ -1,4 +1,4 @@
-//! Graceful shutdown on SIGINT and SIGTERM (feature `signals`, Unix), the
+//! Graceful shutdown on SIGINT and SIGTERM (feature `signals`), the
 //! way `wsreactor echo` ends: the first signal stops accepting and closes
 //! every connection with 1001 (up to `shutdown_timeout`), a second one
 //! stops at once.
