@@ -53,6 +53,7 @@ all_targets=(
     inflate_bounded
     negotiate
     topics_fanout
+    request_fields
 )
 if [ $# -gt 0 ]; then
     targets=("$@")
@@ -72,6 +73,7 @@ max_len_of() {
         deflate_roundtrip | inflate_bounded) echo 4096 ;;
         negotiate) echo 1024 ;;
         topics_fanout) echo 3072 ;;
+        request_fields) echo 512 ;;
         *)
             echo "unknown target $1" >&2
             exit 2

@@ -22,7 +22,71 @@ use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::time::{Duration, Instant};
 
+use crate::handshake::client::{check_header, check_protocol};
 use crate::net::{ConnId, Control, Remote};
+
+/// What a client sends in its opening handshake besides the URL: the
+/// subprotocols it offers and extra headers, e.g. `Authorization`. Used by
+/// [`Control::connect_with`] and [`Reconnector::with_options`].
+///
+/// ```
+/// use wsreactor::client::ConnectOptions;
+///
+/// let options = ConnectOptions::default()
+///     .protocol("chat.v2")
+///     .bearer("s3cret")
+///     .header("X-Request-Id", "42");
+/// assert!(options.check().is_ok());
+/// assert_eq!(options.headers[0], ("Authorization".into(), "Bearer s3cret".into()));
+/// // What would split the request is refused before anything is sent.
+/// assert!(ConnectOptions::default().header("X", "a\r\nHost: evil").check().is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// Subprotocols offered in `Sec-WebSocket-Protocol`, in order of
+    /// preference; the server may select one of them or none.
+    pub protocols: Vec<String>,
+    /// Headers sent after the handshake's own, in order.
+    pub headers: Vec<(String, String)>,
+}
+
+impl ConnectOptions {
+    /// Offer one more subprotocol.
+    #[must_use]
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocols.push(protocol.into());
+        self
+    }
+
+    /// Send one more header.
+    #[must_use]
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// Send `Authorization: Bearer <token>` (RFC 6750).
+    #[must_use]
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("Authorization", format!("Bearer {token}"))
+    }
+
+    /// Check every header and subprotocol (see
+    /// [`check_header`]).
+    ///
+    /// # Errors
+    /// `InvalidInput`, naming the field and what is wrong with it.
+    pub fn check(&self) -> io::Result<()> {
+        let invalid = |what: String| io::Error::new(io::ErrorKind::InvalidInput, what);
+        for p in &self.protocols {
+            check_protocol(p).map_err(|e| invalid(format!("subprotocol {p:?}: {e}")))?;
+        }
+        for (name, value) in &self.headers {
+            check_header(name, value).map_err(|e| invalid(format!("header {name:?}: {e}")))?;
+        }
+        Ok(())
+    }
+}
 
 /// How a client waits between connection attempts: exponential backoff with
 /// jitter, reset once a connection has stayed up.
@@ -319,6 +383,7 @@ pub enum ReconnectState {
 #[derive(Debug)]
 pub struct Reconnector {
     url: String,
+    options: ConnectOptions,
     backoff: Backoff,
     token: u64,
     remote: Option<Remote>,
@@ -333,12 +398,21 @@ impl Reconnector {
     pub fn new(url: impl Into<String>, policy: ReconnectPolicy, token: u64) -> Self {
         Self {
             url: url.into(),
+            options: ConnectOptions::default(),
             backoff: Backoff::new(policy),
             token,
             remote: None,
             rng: JitterRng::from_os(),
             state: ReconnectState::Idle,
         }
+    }
+
+    /// Connect with these subprotocols and headers (see
+    /// [`Control::connect_with`]).
+    #[must_use]
+    pub fn with_options(mut self, options: ConnectOptions) -> Self {
+        self.options = options;
+        self
     }
 
     /// The URL connected to.
@@ -481,7 +555,7 @@ impl Reconnector {
 
     /// Start an attempt; when it cannot even start, schedule the next one.
     fn connect(&mut self, ctl: &mut Control<'_>) -> io::Result<ConnId> {
-        match ctl.connect(&self.url) {
+        match ctl.connect_with(&self.url, &self.options) {
             Ok(id) => {
                 self.state = ReconnectState::Connecting(id);
                 Ok(id)

@@ -10,6 +10,19 @@
 //! - `net` (feature `net`, on by default) is the reactor: the only module that
 //!   names mio, slab and sockets.
 //!
+//! # Features
+//!
+//! As a library dependency, turn the default features off: they also build
+//! the `wsreactor` binary's own crates (feature `cli`).
+//!
+//! ```toml
+//! wsreactor = { version = "0.1", default-features = false, features = ["net"] }
+//! ```
+//!
+//! `net`: the reactor, server and client. `signals`: graceful shutdown on
+//! SIGINT/SIGTERM (`Server::shutdown_on_signals`). `deflate`:
+//! permessage-deflate. Without `net`, the crate is the sans-IO core alone.
+//!
 //! # A complete echo server
 //!
 //! ```
@@ -57,6 +70,11 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+/// The README's Rust examples, compiled as doctests so they keep working.
+#[cfg(all(doctest, feature = "signals"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 #[cfg(feature = "net")]
 pub mod client;
 pub mod ext;
@@ -69,6 +87,8 @@ pub mod server;
 mod status;
 pub mod topics;
 
+#[cfg(feature = "signals")]
+pub use net::ShutdownSignals;
 pub use proto::{CloseFrame, Message};
 #[cfg(feature = "net")]
 pub use server::{

@@ -35,6 +35,59 @@ impl Decision<'_> {
 
 /// The application's side of the reactor. One handler serves every
 /// connection of the (single-threaded) loop; [`ConnId`] tells them apart.
+/// Only [`on_message`](Handler::on_message) must be written.
+///
+/// ```
+/// use std::collections::HashSet;
+/// use wsreactor::handshake::server::Upgrade;
+/// use wsreactor::{ConnId, Ctx, Decision, Handler, Message, Server, ServerConfig};
+///
+/// /// Requires a token, speaks subprotocol "upper.v1": answers every text
+/// /// in upper case.
+/// struct Upper {
+///     open: HashSet<ConnId>,
+/// }
+///
+/// impl Handler for Upper {
+///     fn on_handshake<'b>(&mut self, _id: ConnId, req: &Upgrade<'_, 'b>) -> Decision<'b> {
+///         let authorized = req.headers().iter().any(|h| {
+///             h.name.eq_ignore_ascii_case("authorization") && h.value == b"Bearer s3cret"
+///         });
+///         if !authorized {
+///             return Decision::Reject { status: 401, reason: "bearer token required" };
+///         }
+///         // Select the subprotocol only if the client offered it.
+///         let offered = req.protocols().any(|p| p == b"upper.v1");
+///         Decision::Accept { protocol: offered.then_some("upper.v1") }
+///     }
+///
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         self.open.insert(ctx.id());
+///     }
+///
+///     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+///         match msg {
+///             Message::Text(text) => {
+///                 let _ = ctx.send_text(&text.to_uppercase());
+///             }
+///             // 1003: a data type we cannot accept.
+///             Message::Binary(_) => {
+///                 let _ = ctx.close(1003, "text only");
+///             }
+///         }
+///     }
+///
+///     fn on_close(&mut self, ctx: &mut Ctx<'_>, _code: u16, _reason: &str) {
+///         let id = ctx.id();
+///         self.open.remove(&id);
+///     }
+/// }
+///
+/// let server = Server::bind("127.0.0.1:0", ServerConfig::default(), Upper { open: HashSet::new() })?;
+/// # let _ = server;
+/// // server.run()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub trait Handler {
     /// A valid upgrade request arrived (after the built-in checks: RFC 6455
     /// rules and [`ServerConfig::allowed_origins`]). Decide whether to
@@ -120,6 +173,30 @@ pub enum SlowPolicy {
 
 /// Reactor settings, for accepted and outgoing connections alike. Every
 /// field says its default and what it protects against.
+///
+/// A plain struct: change what you need and take the rest from
+/// `Default`.
+///
+/// ```
+/// use std::time::Duration;
+/// use wsreactor::{OverflowPolicy, ServerConfig};
+///
+/// let mut config = ServerConfig {
+///     // Browsers from elsewhere get 403.
+///     allowed_origins: Some(vec!["https://app.example.com".into()]),
+///     // Find dead peers sooner than the 30 s default.
+///     ping_interval: Some(Duration::from_secs(10)),
+///     idle_timeout: Some(Duration::from_secs(300)),
+///     // A client that cannot keep up is told to come back later.
+///     on_overflow: OverflowPolicy::Close(1013),
+///     max_connections: 10_000,
+///     ..ServerConfig::default()
+/// };
+/// // Messages up to 1 MiB (1009 beyond).
+/// config.protocol.max_message_size = 1 << 20;
+/// config.protocol.max_frame_size = 1 << 20;
+/// # assert_eq!(config.shutdown_timeout, Duration::from_secs(5));
+/// ```
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Frame, message and fragment limits of the protocol core (16 MiB,

@@ -98,7 +98,8 @@ fn closed_loop_echoes_and_checks() {
             "--connections",
             "4",
             "--size",
-            "100",
+            // 1 KiB: sizes take suffixes.
+            "1K",
             "--duration",
             "0.3",
             "--warmup",
@@ -168,6 +169,11 @@ fn rate_options_are_checked() {
         (&["--rate", "0"][..], "--rate must be a positive"),
         (&["--rate", "-5"][..], "--rate must be a positive"),
         (&["--rate", "fast"][..], "not a valid number"),
+        (&["--size", "2T"][..], "--size: '2T' is not a size"),
+        (
+            &["--size", "2G"][..],
+            "--size: '2G' is out of range (0 to 1073741824)",
+        ),
         (
             &["--rate", "100", "--pipeline", "2"][..],
             "--pipeline is for the closed loop",

@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::time::{Duration, Instant};
 
-use client_support::{wait_for, EchoServer, Seen, Silent, SilentServer};
+use client_support::{wait_for, EchoProcess, EchoServer, Seen, Silent, SilentServer};
 
 /// A running `wsreactor client`.
 struct Cli {
@@ -198,6 +198,127 @@ fn bad_arguments_fail() {
         assert!(!status.success(), "{args:?}");
         assert!(stderr.starts_with("wsreactor: "), "{args:?}: {stderr}");
     }
+}
+
+/// Each bad value fails at once with one line naming its option.
+#[test]
+fn bad_values_name_their_option() {
+    let cases: [(&[&str], &str); 10] = [
+        (
+            &["--header", "NoColon"],
+            "--header: 'NoColon' is not 'NAME: VALUE'",
+        ),
+        (
+            &["--header", "Bad Name: x"],
+            "--header: 'Bad Name: x': a header name must be a token",
+        ),
+        (
+            &["--header", "X: a\rHost: evil"],
+            "--header: 'X: a\rHost: evil': a header value must not contain control characters",
+        ),
+        (
+            &["--header", "Sec-WebSocket-Key: x"],
+            "--header: 'Sec-WebSocket-Key: x': the handshake sets this header itself",
+        ),
+        (
+            &["--protocol", "a b"],
+            "--protocol: 'a b': a subprotocol must be a token",
+        ),
+        (&["--auth-token", ""], "--auth-token: the value is empty"),
+        (
+            &["--ping-interval", "-1"],
+            "--ping-interval: '-1' is out of range",
+        ),
+        (
+            &["--pong-timeout", "soon"],
+            "--pong-timeout: 'soon' is not a number of seconds",
+        ),
+        (
+            &["--backoff-initial", "0"],
+            "--backoff-initial: must be more than 0",
+        ),
+        (
+            &["--backoff-initial", "5", "--backoff-max", "1"],
+            "--backoff-max: 1s is less than --backoff-initial (5s)",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut all = args.to_vec();
+        all.push("ws://127.0.0.1:9/");
+        let (status, stderr) = Cli::spawn(&all).wait(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("wsreactor: {want}")),
+            "{args:?}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+/// `wsreactor echo --auth-token` is reachable with `--auth-token` or the
+/// same `--header`, and not without; `--protocol` is offered and the
+/// server's choice accepted.
+#[test]
+fn auth_token_header_and_protocol_reach_a_protected_server() {
+    let server = EchoProcess::spawn(&["--auth-token", "s3cret", "--protocol", "chat"]);
+    let url = format!("ws://{}/", server.addr);
+    let (status, stderr) = Cli::spawn(&[&url]).wait(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot connect") && stderr.contains("401"),
+        "{stderr}"
+    );
+    let (status, stderr) =
+        Cli::spawn(&["--auth-token", "wrong", &url]).wait(Duration::from_secs(5));
+    assert!(stderr.contains("401"), "{status:?}: {stderr}");
+
+    let token_flags: [&[&str]; 2] = [
+        &["--auth-token", "s3cret"],
+        &["--header", "authorization:  Bearer s3cret "],
+    ];
+    for flags in token_flags {
+        let mut args = flags.to_vec();
+        args.extend([
+            "--protocol",
+            "other",
+            "--protocol",
+            "chat",
+            "--header",
+            "X-Trace: 1",
+        ]);
+        args.push(&url);
+        let mut cli = Cli::spawn(&args);
+        cli.send_line("through\n");
+        assert_eq!(cli.line(), "through");
+        cli.close_stdin();
+        let (status, stderr) = cli.wait(EXIT_TIMEOUT);
+        assert!(status.success(), "{flags:?}: {status:?}: {stderr}");
+    }
+}
+
+/// With --reconnect, end of input while no connection is open (the server
+/// is down) ends the program instead of waiting for a server forever.
+#[test]
+fn reconnect_exits_at_end_of_input_while_disconnected() {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cli = Cli::spawn(&[
+        "--reconnect",
+        "--backoff-initial",
+        "0.05",
+        "--backoff-max",
+        "0.2",
+        &format!("ws://127.0.0.1:{port}/"),
+    ]);
+    std::thread::sleep(Duration::from_millis(300));
+    cli.send_line("never sent\n");
+    cli.close_stdin();
+    let (status, stderr) = cli.wait(Duration::from_secs(3));
+    assert!(status.success(), "{status:?}: {stderr}");
+    assert!(stderr.contains("1 lines not sent"), "{stderr}");
 }
 
 #[test]

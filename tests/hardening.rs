@@ -939,8 +939,7 @@ fn metrics_count_exactly() {
     let mut c = WsClient::connect(a);
     let id = log.opened(0);
     const N: u64 = 7;
-    let scrape_request = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
-    let mut bytes_in = upgrade_request("/chat").len() + scrape_request.len();
+    let mut bytes_in = 0;
     let mut payload_bytes = 0;
     for i in 0..N {
         let p = binary(100 * i as usize);
@@ -948,10 +947,13 @@ fn metrics_count_exactly() {
         c.send_raw(&f);
         assert_eq!(c.recv().payload, p);
         payload_bytes += p.len() as u64;
-        bytes_in += f.len();
+        // Payload only, as for bytes_out.
+        bytes_in += p.len();
+        assert!(f.len() > p.len());
     }
     let text = scrape(a);
-    // Every byte read: the upgrade request, the frames, this scrape's request.
+    // Payload of the messages only: not the upgrade request, the framing
+    // or this scrape's request.
     assert_metric(&text, "wsreactor_bytes_in_total", bytes_in as u64);
     assert_metric(&text, "wsreactor_messages_in_total", N);
     assert_metric(&text, "wsreactor_messages_out_total", N);
@@ -963,6 +965,15 @@ fn metrics_count_exactly() {
     assert_metric(&text, "wsreactor_queued_bytes", 0);
     assert_metric(&text, "wsreactor_refused_total", 0);
     assert!(metric(&text, "wsreactor_loop_iterations_total").unwrap() > 0);
+    // The conventional process metrics, for stock dashboards.
+    #[cfg(target_os = "linux")]
+    for name in [
+        "process_open_fds",
+        "process_max_fds",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metric(&text, name).unwrap() > 0, "{name} in:\n{text}");
+    }
     for name in ["connections_open", "queued_bytes"] {
         assert!(text.contains(&format!("# TYPE wsreactor_{name} gauge\n")));
     }
@@ -1021,13 +1032,47 @@ fn plain_http_answers() {
     );
     assert!(get(a, "/stats").starts_with("HTTP/1.1 200 OK\r\n"));
     assert!(get(a, "/stats").contains("\nwsreactor_connections_open 0\n"));
-    // Everything else, whatever the path or method, is told to upgrade:
-    // there is no 404.
+    // By path, whatever the query.
+    assert_eq!(get(a, "/healthz?probe=1"), get(a, "/healthz"));
+    let stats = get(a, "/stats?x=1");
+    assert!(stats.starts_with("HTTP/1.1 200 OK\r\n"), "{stats}");
+    assert!(
+        stats.contains("\nwsreactor_connections_open 0\n"),
+        "{stats}"
+    );
+    // HEAD: GET's header block, Content-Length included, and no body.
+    let head = http(a, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(head, get(a, "/healthz").strip_suffix("ok\n").unwrap());
+    let head = http(a, b"HEAD /stats?x HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    let length: usize = head
+        .split("\r\nContent-Length: ")
+        .nth(1)
+        .and_then(|rest| rest.split("\r\n").next()?.parse().ok())
+        .expect("a Content-Length");
+    assert!(length > 100, "{head}");
+    assert!(head.ends_with("\r\n\r\n"), "a body after HEAD: {head}");
+    // Other methods on those paths: 405 naming the allowed ones.
+    for request in [
+        "POST /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+        "DELETE /healthz?x=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let answer = http(a, request.as_bytes());
+        assert!(
+            answer.starts_with("HTTP/1.1 405 Method Not Allowed\r\n")
+                && answer.contains("\r\nAllow: GET, HEAD\r\n"),
+            "{request:?}: {answer:?}"
+        );
+    }
+    // Every other path, whatever the method, is told to upgrade: there is
+    // no 404.
     for request in [
         "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n",
         "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n",
-        "POST /stats HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
-        "HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET /healthz/x HTTP/1.1\r\nHost: x\r\n\r\n",
+        "HEAD /statsx HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /nope HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     ] {
         let answer = http(a, request.as_bytes());
         assert!(

@@ -17,6 +17,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use wsreactor::handshake::server::{answer_plain, PlainAnswer};
 use wsreactor::handshake::{
     accept_key, classify, default_http_response, parse_request, parse_response, reason_phrase,
     write_accept, write_reject, write_response, ClientHandshakeError, ClientKey, Limits, Outcome,
@@ -137,12 +138,26 @@ fn check(data: &[u8], limits: &Limits, array: usize) -> Verdict {
             assert_eq!((p.method, p.path), (req.method, req.path));
             let mut out = Vec::new();
             default_http_response(&mut out, &p);
-            let status = if p.method == "GET" && p.path == "/healthz" {
-                200
-            } else {
-                426
+            // Routed by path, whatever the query: /healthz and the metrics
+            // path take GET and HEAD (else 405), the rest is told to upgrade.
+            let path = p.path.split(['?', '#']).next().unwrap_or("");
+            let read = matches!(p.method, "GET" | "HEAD");
+            let status = match (path == "/healthz", read) {
+                (false, _) => 426,
+                (true, true) => 200,
+                (true, false) => 405,
             };
             assert_status(&out, status);
+            out.clear();
+            let answer = answer_plain(&mut out, &p, Some("/metrics"));
+            if path == "/metrics" && read {
+                let head = p.method == "HEAD";
+                assert_eq!(answer, PlainAnswer::Metrics { head });
+                assert!(out.is_empty());
+            } else {
+                assert_eq!(answer, PlainAnswer::Written);
+                assert_status(&out, if path == "/metrics" { 405 } else { status });
+            }
             Verdict::Http(req.len)
         }
     }

@@ -38,6 +38,8 @@ pub(crate) struct ClientSetup {
     pub(crate) request: Vec<u8>,
     /// The `Sec-WebSocket-Accept` value the server must answer with.
     pub(crate) expected_accept: String,
+    /// The subprotocols offered: the server may choose one of these only.
+    pub(crate) protocols: Vec<String>,
 }
 
 /// One yes/no fact about a connection; a bit in [`Flags`].

@@ -19,6 +19,7 @@ use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::Tick;
 use super::url::WsUrl;
+use crate::client::ConnectOptions;
 use crate::handshake::client::write_request;
 use crate::proto::{Connection, Message, OpCode, SendError, Sender, SharedFrame};
 use crate::topics::TopicError;
@@ -100,12 +101,30 @@ impl<'a> Control<'a> {
     /// A bad URL, a name that does not resolve, too many connections, or a
     /// socket error.
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
+        self.connect_with(url, &ConnectOptions::default())
+    }
+
+    /// [`Control::connect`] with subprotocols to offer and extra request
+    /// headers (e.g. `Authorization`); the server's choice of subprotocol
+    /// must be one of those offered.
+    ///
+    /// # Errors
+    /// As [`Control::connect`], or an option that would not make a valid
+    /// request (a header name or value with a line break, a bad token).
+    pub fn connect_with(&mut self, url: &str, options: &ConnectOptions) -> io::Result<ConnId> {
+        options.check()?;
         let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         let addr = (url.host.as_str(), url.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
-        self.connect_addr(addr, &url.host_header(), &url.path)
+        self.check_room()?;
+        self.adopt(
+            TcpStream::connect(addr)?,
+            &url.host_header(),
+            &url.path,
+            options,
+        )
     }
 
     /// Open a client connection to `addr`, sending `host` and `path` in the
@@ -115,7 +134,12 @@ impl<'a> Control<'a> {
     /// Too many connections, or a socket error.
     pub fn connect_addr(&mut self, addr: SocketAddr, host: &str, path: &str) -> io::Result<ConnId> {
         self.check_room()?;
-        self.adopt(TcpStream::connect(addr)?, host, path)
+        self.adopt(
+            TcpStream::connect(addr)?,
+            host,
+            path,
+            &ConnectOptions::default(),
+        )
     }
 
     /// Open a client connection over `stream`, a non-blocking TCP socket the
@@ -134,7 +158,12 @@ impl<'a> Control<'a> {
     ) -> io::Result<ConnId> {
         self.check_room()?;
         stream.set_nonblocking(true)?;
-        self.adopt(TcpStream::from_std(stream), host, path)
+        self.adopt(
+            TcpStream::from_std(stream),
+            host,
+            path,
+            &ConnectOptions::default(),
+        )
     }
 
     fn check_room(&self) -> io::Result<()> {
@@ -145,7 +174,13 @@ impl<'a> Control<'a> {
         Ok(())
     }
 
-    fn adopt(&mut self, mut stream: TcpStream, host: &str, path: &str) -> io::Result<ConnId> {
+    fn adopt(
+        &mut self,
+        mut stream: TcpStream,
+        host: &str,
+        path: &str,
+        options: &ConnectOptions,
+    ) -> io::Result<ConnId> {
         let hub = &mut *self.hub;
         let key = hub.conns.vacant_key();
         hub.poll.registry().register(
@@ -156,8 +191,21 @@ impl<'a> Control<'a> {
         let mut request = Vec::with_capacity(256);
         let offer = hub.config.deflate.offer();
         let extensions = offer.as_ref().map(|o| o.as_str());
-        let client_key =
-            write_request(&mut request, host, path, &random_16(), &[], extensions, &[]);
+        let protocols: Vec<&str> = options.protocols.iter().map(String::as_str).collect();
+        let headers: Vec<(&str, &str)> = options
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let client_key = write_request(
+            &mut request,
+            host,
+            path,
+            &random_16(),
+            &protocols,
+            extensions,
+            &headers,
+        );
         hub.next_generation = hub.next_generation.wrapping_add(1);
         let proto = Connection::client(hub.config.protocol, random_u64());
         let mut conn = Conn::new(
@@ -170,6 +218,7 @@ impl<'a> Control<'a> {
         conn.client = Some(Box::new(ClientSetup {
             request,
             expected_accept: client_key.expected_accept().to_string(),
+            protocols: options.protocols.clone(),
         }));
         if let Some(when) = after(self.now, hub.config.handshake_timeout) {
             set_deadline(&mut conn, key, &mut hub.timers, when);
@@ -420,6 +469,36 @@ impl<'a> Control<'a> {
 ///     }
 ///     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
 ///         ctx.publish_others("room", msg);
+///     }
+/// }
+/// ```
+///
+/// What a send reports:
+///
+/// ```
+/// use wsreactor::{Ctx, Handler, Message, Sent};
+///
+/// struct Greeter;
+///
+/// impl Handler for Greeter {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         let _ = ctx.send_text(&format!("welcome, {}", ctx.id()));
+///     }
+///
+///     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+///         if msg.as_bytes() == b"bye" {
+///             let _ = ctx.close(1000, "bye");
+///             return;
+///         }
+///         // A peer that does not read what we send: skip it for now.
+///         if ctx.queued() > 1 << 20 {
+///             return;
+///         }
+///         match ctx.send(msg) {
+///             Ok(Sent::Written) => {}             // the kernel has it all
+///             Ok(Sent::Queued) => {}              // goes out as the socket drains
+///             Err(e) => eprintln!("{}: {e}", ctx.id()), // closing, or over the limit
+///         }
 ///     }
 /// }
 /// ```

@@ -25,6 +25,13 @@ impl ConnId {
     }
 }
 
+/// Compact, for logs: `#slot.generation`, e.g. `#7.1`.
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}.{}", self.key, self.generation)
+    }
+}
+
 /// What became of a message that was accepted for sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sent {

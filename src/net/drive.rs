@@ -9,13 +9,14 @@ use super::control::{Control, Ctx, Own};
 use super::ctx::{flush, ConnId};
 use super::hub::Hub;
 use super::inplace::InPlace;
+use super::logs::Peer;
 use super::metrics::Metrics;
 use super::timer::{Tick, Timers};
 use crate::ext::DeflateParams;
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
-    classify, default_http_response, parse_request, write_accept, write_reject, write_response,
-    Outcome, Upgrade,
+    answer_plain, classify, parse_request, write_accept, write_reject, write_response, Outcome,
+    PlainAnswer, Upgrade,
 };
 use crate::handshake::Status;
 use crate::proto::{CloseState, Event, Role};
@@ -42,9 +43,10 @@ pub(crate) struct Shared<'a, H> {
     /// Everything else of the reactor (the connection driven is out of its
     /// slab meanwhile).
     pub(crate) hub: &'a mut Hub,
-    /// Connections that asked for `/metrics`: answered after the events,
-    /// when the gauges over all connections can be computed.
-    pub(crate) metrics_requests: &'a mut Vec<ConnId>,
+    /// Connections that asked for `/metrics` (`true`: with `HEAD`):
+    /// answered after the events, when the gauges over all connections can
+    /// be computed.
+    pub(crate) metrics_requests: &'a mut Vec<(ConnId, bool)>,
     pub(crate) now: Tick,
 }
 
@@ -123,17 +125,18 @@ pub(crate) fn drive<H: Handler>(
 pub(crate) fn expire<H: Handler>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> bool {
     // The entry that called us has left the heap.
     conn.deadline = None;
-    if conn.state != State::Open || conn.flags.contains(Flag::FinalDeadline) {
-        log::debug!(
-            "connection {key}: deadline passed in state {:?}",
-            conn.state
-        );
-        return false;
-    }
     let id = ConnId {
         key,
         generation: conn.generation,
     };
+    if conn.state != State::Open || conn.flags.contains(Flag::FinalDeadline) {
+        log::debug!(
+            "{id} from {}: deadline passed in state {:?}",
+            Peer::of(&conn.stream),
+            conn.state
+        );
+        return false;
+    }
     let cfg = &sh.hub.config;
     let now = sh.now;
     let outstanding = conn.flags.contains(Flag::PingOutstanding);
@@ -241,7 +244,7 @@ fn connected<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) ->
         }
     }
     if let Err(e) = conn.stream.set_nodelay(true) {
-        log::debug!("{id:?}: set_nodelay: {e}");
+        log::debug!("{id}: set_nodelay: {e}");
     }
     conn.state = State::Handshake;
     if let Some(setup) = conn.client.as_mut() {
@@ -252,7 +255,7 @@ fn connected<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>) ->
 }
 
 fn connect_failed<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, why: &str) {
-    log::debug!("{id:?}: {why}");
+    log::debug!("{id} to {}: {why}", Peer::of(&conn.stream));
     conn.broken = true;
     conn.client = None;
     let mut ctl = Control::new(sh.hub, None, sh.now);
@@ -270,6 +273,7 @@ pub(crate) fn closed<H: Handler>(
     if conn.flags.contains(Flag::Opened) {
         conn.flags.remove(Flag::Opened);
         sh.hub.metrics.connections_open -= 1;
+        log::debug!("{id} {}: closed {code} {reason}", Peer::of(&conn.stream));
         // Gone from every topic before the application hears of it.
         sh.hub.topics.remove_conn(id);
         let mut ctx = Ctx {
@@ -301,7 +305,6 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, re
         match conn.stream.read(&mut sh.rbuf[p..]) {
             Ok(0) => conn.flags.insert(Flag::Eof),
             Ok(n) => {
-                sh.hub.metrics.bytes_in += n as u64;
                 conn.last_read = sh.now;
                 process(conn, id, sh, p + n);
                 // A short read drained the socket; new data raises a new edge.
@@ -313,7 +316,7 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, re
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                log::debug!("{id:?}: read: {e}");
+                log::debug!("{id}: read: {e}");
                 conn.broken = true;
             }
         }
@@ -337,8 +340,12 @@ enum Answer {
     Upgraded(usize, Option<DeflateParams>),
     /// An HTTP answer written; close after it.
     Http,
-    /// `GET` of the metrics path: answered after the events.
-    Metrics,
+    /// An upgrade refused with this HTTP status and reason (written);
+    /// close after it.
+    Rejected(u16, &'static str),
+    /// `GET` (`false`) or `HEAD` (`true`) of the metrics path: answered
+    /// after the events.
+    Metrics(bool),
 }
 
 fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, len: usize) {
@@ -362,27 +369,22 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
                 req.len,
             ),
             Outcome::Reject(reject) => {
-                log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
                 sh.hub.metrics.rejected(reject.reason.as_str());
                 write_reject(&mut response, &reject);
-                Answer::Http
-            }
-            Outcome::Http(plain)
-                if plain.method == "GET"
-                    && sh.hub.config.metrics_path.as_deref() == Some(plain.path) =>
-            {
-                Answer::Metrics
+                Answer::Rejected(reject.status, reject.reason.message())
             }
             Outcome::Http(plain) => {
-                default_http_response(&mut response, &plain);
-                Answer::Http
+                let metrics_path = sh.hub.config.metrics_path.as_deref();
+                match answer_plain(&mut response, &plain, metrics_path) {
+                    PlainAnswer::Written => Answer::Http,
+                    PlainAnswer::Metrics { head } => Answer::Metrics(head),
+                }
             }
         },
         Err(reject) => {
-            log::debug!("{id:?}: handshake rejected: {:?}", reject.reason);
             sh.hub.metrics.rejected(reject.reason.as_str());
             write_reject(&mut response, &reject);
-            Answer::Http
+            Answer::Rejected(reject.status, reject.reason.message())
         }
     };
     conn.partial.release();
@@ -394,9 +396,14 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             open(conn, id, sh, req_len, len)
         }
         Answer::Http => conn.state = State::Closing,
-        Answer::Metrics => {
+        Answer::Rejected(status, reason) => {
+            let peer = Peer::of(&conn.stream);
+            sh.hub.rejects.rejected(sh.now, id, peer, status, reason);
+            conn.state = State::Closing;
+        }
+        Answer::Metrics(head) => {
             conn.state = State::Answering;
-            sh.metrics_requests.push(id);
+            sh.metrics_requests.push((id, head));
         }
     }
 }
@@ -418,7 +425,7 @@ fn upgrade<H: Handler>(
         {
             metrics.rejected("origin");
             write_response(response, 403, PLAIN_CLOSE, b"origin not allowed\n");
-            return Answer::Http;
+            return Answer::Rejected(403, "origin not allowed");
         }
     }
     match handler.on_handshake(id, up) {
@@ -428,11 +435,11 @@ fn upgrade<H: Handler>(
                 // client offered.
                 if !up.protocols().any(|offered| offered == p.as_bytes()) {
                     log::error!(
-                        "{id:?}: handler chose subprotocol {p:?}, which the client did not offer"
+                        "{id}: handler chose subprotocol {p:?}, which the client did not offer"
                     );
                     metrics.rejected("handler_error");
                     write_response(response, 500, PLAIN_CLOSE, b"internal error\n");
-                    return Answer::Http;
+                    return Answer::Rejected(500, "internal error");
                 }
             }
             let agreed = config.deflate.negotiate(up.extensions());
@@ -457,7 +464,7 @@ fn upgrade<H: Handler>(
                 PLAIN_CLOSE
             };
             write_response(response, status, headers, &body);
-            Answer::Http
+            Answer::Rejected(status, reason)
         }
     }
 }
@@ -470,11 +477,12 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         connect_failed(conn, id, sh, "handshake state lost");
         return;
     };
+    let offered: Vec<&str> = setup.protocols.iter().map(String::as_str).collect();
     match parse_response(
         &sh.rbuf[..len],
         &mut headers[..slots],
         &setup.expected_accept,
-        &[],
+        &offered,
         limits,
     ) {
         Ok(Status::Partial) => {
@@ -482,6 +490,9 @@ fn client_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
         }
         Ok(Status::Complete(resp)) => {
             let resp_len = resp.len;
+            if let Some(p) = resp.protocol {
+                log::debug!("{id}: the server chose subprotocol {p:?}");
+            }
             // RFC 6455 §4.1: an extension we did not offer fails the
             // connection; an agreed one is set up before any frame is read.
             let agreed = match sh.hub.config.deflate.accept_response(resp.extensions()) {
@@ -521,6 +532,11 @@ fn open<H: Handler>(
     conn.state = State::Open;
     conn.flags.insert(Flag::Opened);
     sh.hub.metrics.connections_open += 1;
+    let side = match conn.proto.role() {
+        Role::Server => "from",
+        Role::Client => "to",
+    };
+    log::debug!("{id} open {side} {}", Peer::of(&conn.stream));
     sh.hub.metrics.connections_total += 1;
     if let Some(interval) = sh.hub.config.ping_interval {
         conn.heartbeat = sh.now + interval;
@@ -612,6 +628,8 @@ fn frames<H: Handler>(
                     match event {
                         Event::Message(msg) => {
                             sh.hub.metrics.messages_in += 1;
+                            // Payload, as `bytes_out` counts it.
+                            sh.hub.metrics.bytes_in += msg.as_bytes().len() as u64;
                             let mut ctx = Ctx {
                                 id,
                                 ctl: Control::new(sh.hub, Some(own), sh.now),
@@ -635,7 +653,7 @@ fn frames<H: Handler>(
                     }
                 }
                 Err(e) => {
-                    log::debug!("{id:?}: failing the connection: {e}");
+                    log::debug!("{id}: failing the connection: {e}");
                     ended = Some((e.close_code(), e.detail().to_string()));
                     off = len;
                     break;

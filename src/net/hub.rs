@@ -10,6 +10,7 @@ use slab::Slab;
 
 use super::conn::Conn;
 use super::ctx::{flush, ConnId};
+use super::logs::RejectLog;
 use super::metrics::Metrics;
 use super::timer::Timers;
 use crate::proto::{CloseState, FramePool, SendError, Sender, SharedFrame};
@@ -125,6 +126,8 @@ pub(crate) struct Hub {
     pub(crate) dirty: Vec<ConnId>,
     /// Frame buffers of recent publishes, reused once delivered.
     pub(crate) frames: FramePool,
+    /// Rate limit of the rejected-handshake log lines.
+    pub(crate) rejects: RejectLog,
 }
 
 /// What a publish does to one subscriber's queue.
@@ -186,6 +189,7 @@ impl Hub {
             touched: Vec::new(),
             dirty: Vec::new(),
             frames: FramePool::new(),
+            rejects: RejectLog::default(),
         }
     }
 

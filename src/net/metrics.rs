@@ -18,11 +18,13 @@ pub struct Metrics {
     pub handshakes_rejected: BTreeMap<&'static str, u64>,
     /// Complete messages received.
     pub messages_in: u64,
-    /// Bytes received (all of them, framing included).
+    /// Payload bytes of the messages received (after decompression, as
+    /// the handler sees them; framing and handshakes are not counted).
     pub bytes_in: u64,
     /// Messages sent by the application.
     pub messages_out: u64,
-    /// Payload bytes of the messages sent by the application.
+    /// Payload bytes of the messages sent by the application (before
+    /// compression; as `bytes_in`, framing is not counted).
     pub bytes_out: u64,
     /// Close codes received from peers.
     pub close_codes_received: BTreeMap<u16, u64>,
@@ -54,6 +56,8 @@ impl Metrics {
 
     /// Render in the Prometheus text exposition format; `queued_bytes` and
     /// `connections_held` are gauges the reactor computes at scrape time.
+    /// The conventional `process_*` metrics (memory, CPU, file
+    /// descriptors, start time) follow, on Linux.
     pub fn render(&self, queued_bytes: usize, connections_held: usize) -> String {
         let mut s = String::with_capacity(2048);
         let mut one = |name: &str, kind: &str, help: &str, v: u64| {
@@ -98,7 +102,7 @@ impl Metrics {
         one(
             "bytes_in_total",
             "counter",
-            "Bytes received, framing included.",
+            "Payload bytes of the messages received.",
             self.bytes_in,
         );
         one(
@@ -110,7 +114,7 @@ impl Metrics {
         one(
             "bytes_out_total",
             "counter",
-            "Payload bytes sent.",
+            "Payload bytes of the messages sent.",
             self.bytes_out,
         );
         one(
@@ -193,6 +197,7 @@ impl Metrics {
                 let _ = writeln!(s, "wsreactor_{name}{{code=\"{code}\"}} {v}");
             }
         }
+        super::process::render(&mut s);
         s
     }
 }

@@ -12,9 +12,13 @@ mod ctx;
 mod drive;
 mod hub;
 mod inplace;
+mod logs;
 mod metrics;
+mod process;
 mod rand;
 mod reactor;
+#[cfg(feature = "signals")]
+mod signals;
 mod timer;
 mod url;
 
@@ -22,4 +26,6 @@ pub use control::{Control, Ctx};
 pub use ctx::{ConnId, Sent};
 pub use metrics::Metrics;
 pub use reactor::{Reactor, Remote, Server, Stopper};
+#[cfg(feature = "signals")]
+pub use signals::ShutdownSignals;
 pub use url::{UrlError, WsUrl};

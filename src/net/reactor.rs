@@ -25,9 +25,11 @@ use super::control::{Control, Ctx, MAX_KEY};
 use super::ctx::ConnId;
 use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
 use super::hub::{Flags, Hub};
+use super::logs::Limits;
 use super::metrics::Metrics;
 use super::timer::{Target, Tick};
-use crate::handshake::server::write_response;
+use crate::client::ConnectOptions;
+use crate::handshake::server::{write_head_response, write_response};
 use crate::proto::Connection;
 use crate::server::{Handler, ServerConfig};
 
@@ -39,7 +41,61 @@ const ALARM: Token = Token(usize::MAX - 3);
 /// clock reading (see `Reactor::run`).
 const FRESH_CLOCK_BELOW: Duration = Duration::from_millis(50);
 
-/// A handle to a running reactor, usable from any thread.
+/// A handle to a running reactor, usable from any thread: wake it (the
+/// handler's [`on_wake`](Handler::on_wake) then runs on the loop), shut it
+/// down gracefully, or stop it.
+///
+/// ```
+/// use std::sync::mpsc::{channel, Receiver, TryRecvError};
+/// use wsreactor::{ConnId, Control, Ctx, Handler, Message, Server, ServerConfig};
+///
+/// /// Broadcasts what another thread produces.
+/// struct Feed {
+///     news: Receiver<String>,
+///     subscribers: Vec<ConnId>,
+///     published: usize,
+/// }
+///
+/// impl Handler for Feed {
+///     fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+///         self.subscribers.push(ctx.id());
+///     }
+///     fn on_message(&mut self, _ctx: &mut Ctx<'_>, _msg: Message<'_>) {}
+///     fn on_close(&mut self, ctx: &mut Ctx<'_>, _code: u16, _reason: &str) {
+///         let id = ctx.id();
+///         self.subscribers.retain(|s| *s != id);
+///     }
+///     fn on_wake(&mut self, ctl: &mut Control<'_>) {
+///         loop {
+///             match self.news.try_recv() {
+///                 Ok(item) => {
+///                     for &id in &self.subscribers {
+///                         let _ = ctl.send(id, Message::Text(&item));
+///                     }
+///                     self.published += 1;
+///                 }
+///                 Err(TryRecvError::Empty) => return,
+///                 // The producer is done: close everyone with 1001.
+///                 Err(TryRecvError::Disconnected) => return ctl.shutdown(),
+///             }
+///         }
+///     }
+/// }
+///
+/// let (tx, news) = channel();
+/// let feed = Feed { news, subscribers: Vec::new(), published: 0 };
+/// let server = Server::bind("127.0.0.1:0", ServerConfig::default(), feed)?;
+/// let remote = server.stopper();
+/// let reactor = std::thread::spawn(move || server.run());
+///
+/// tx.send("first".to_string()).unwrap();
+/// remote.wake();
+/// drop(tx);
+/// remote.wake();
+/// let feed = reactor.join().unwrap()?;
+/// assert_eq!(feed.published, 1);
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct Remote {
     flags: Arc<Flags>,
@@ -88,6 +144,8 @@ pub struct Reactor<H> {
     refused_lingering: usize,
     /// Wakes the poll for the next deadline; without it the poll times out.
     alarm: Option<Alarm>,
+    /// Connections a graceful shutdown closed with 1001 (for its last log).
+    shutdown_closing: usize,
 }
 
 impl<H: Handler> Reactor<H> {
@@ -113,6 +171,7 @@ impl<H: Handler> Reactor<H> {
             shutdown_deadline: None,
             refused_lingering: 0,
             alarm,
+            shutdown_closing: 0,
         })
     }
 
@@ -131,6 +190,8 @@ impl<H: Handler> Reactor<H> {
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         self.listener = Some(listener);
+        log::info!("listening on ws://{local}");
+        log::info!("{}", Limits(&self.hub.config));
         Ok(local)
     }
 
@@ -140,6 +201,15 @@ impl<H: Handler> Reactor<H> {
     /// As [`Control::connect`].
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
         self.control().connect(url)
+    }
+
+    /// [`Reactor::connect`] with subprotocols to offer and extra request
+    /// headers (e.g. `Authorization`).
+    ///
+    /// # Errors
+    /// As [`Control::connect_with`].
+    pub fn connect_with(&mut self, url: &str, options: &ConnectOptions) -> io::Result<ConnId> {
+        self.control().connect_with(url, options)
     }
 
     /// Act on the reactor before [`Reactor::run`]: open connections, set
@@ -197,6 +267,7 @@ impl<H: Handler> Reactor<H> {
                 self.end_round(now, &mut rbuf, &mut metrics_requests);
             }
             if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(now) {
+                self.log_end(now);
                 return Ok(self.finish(now));
             }
             let next = self.next_deadline();
@@ -280,8 +351,8 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
-            for id in std::mem::take(&mut metrics_requests) {
-                self.answer_metrics(id, now, &mut rbuf);
+            for (id, head) in std::mem::take(&mut metrics_requests) {
+                self.answer_metrics(id, head, now, &mut rbuf);
             }
         }
     }
@@ -289,7 +360,7 @@ impl<H: Handler> Reactor<H> {
     /// Write what publishes queued this round and settle the connections
     /// callbacks acted on, until neither leaves more (settling one may
     /// close it, and its `on_close` may publish).
-    fn end_round(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
+    fn end_round(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<(ConnId, bool)>) {
         loop {
             self.hub.flush_dirty();
             if self.hub.touched.is_empty() {
@@ -325,7 +396,7 @@ impl<H: Handler> Reactor<H> {
         generation: Option<u32>,
         now: Tick,
         rbuf: &mut [u8],
-        metrics_requests: &mut Vec<ConnId>,
+        metrics_requests: &mut Vec<(ConnId, bool)>,
         f: impl FnOnce(&mut Conn, usize, &mut Shared<'_, H>) -> bool,
     ) {
         let mut conn = match self.hub.conns.get(key) {
@@ -401,7 +472,7 @@ impl<H: Handler> Reactor<H> {
             let linger_slots = (hub.config.max_connections / 16).max(64);
             if (full && self.refused_lingering >= linger_slots) || hub.conns.vacant_key() >= MAX_KEY
             {
-                log::warn!("refusing {addr}: {held} connections held");
+                hub.rejects.refused(now, addr, held);
                 hub.metrics.refused_total += 1;
                 // Best effort: a fresh socket's send buffer takes this at once.
                 let _ = stream.write(SERVICE_UNAVAILABLE);
@@ -423,7 +494,7 @@ impl<H: Handler> Reactor<H> {
             let proto = Connection::server(hub.config.protocol);
             let mut conn = Conn::new(stream, hub.next_generation, proto, State::Handshake, now);
             if full {
-                log::warn!("refusing {addr}: {held} connections held");
+                hub.rejects.refused(now, addr, held);
                 hub.metrics.refused_total += 1;
                 conn.state = State::Closing;
                 conn.flags.insert(Flag::Refused);
@@ -442,10 +513,17 @@ impl<H: Handler> Reactor<H> {
     }
 
     /// Stop accepting and start the close handshake everywhere.
-    fn begin_shutdown(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<ConnId>) {
+    fn begin_shutdown(&mut self, now: Tick, rbuf: &mut [u8], mr: &mut Vec<(ConnId, bool)>) {
+        self.shutdown_closing = self
+            .hub
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Open)
+            .count();
         log::info!(
-            "shutting down: closing {} connections",
-            self.hub.conns.len()
+            "shutting down: closing {} connections with 1001 (timeout {:?})",
+            self.shutdown_closing,
+            self.hub.config.shutdown_timeout
         );
         self.shutdown_deadline = Some(now + self.hub.config.shutdown_timeout);
         if let Some(mut l) = self.listener.take() {
@@ -482,6 +560,24 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
+    fn log_end(&self, now: Tick) {
+        let left = self.hub.conns.len();
+        match self.shutdown_deadline {
+            Some(_) if left == 0 => log::info!(
+                "shutdown complete: {} connections closed",
+                self.shutdown_closing
+            ),
+            Some(deadline) if now >= deadline => log::warn!(
+                "shutdown timeout ({:?}) hit: {left} of {} connections still closing, dropped",
+                self.hub.config.shutdown_timeout,
+                self.shutdown_closing.max(left)
+            ),
+            Some(_) => log::info!("stopped during shutdown: {left} connections dropped"),
+            None if left > 0 => log::info!("stopped: {left} connections dropped"),
+            None => log::debug!("stopped"),
+        }
+    }
+
     /// Leave the loop: whatever is still open ends abruptly.
     fn finish(mut self, now: Tick) -> H {
         for id in self.hub.conns.ids() {
@@ -501,7 +597,7 @@ impl<H: Handler> Reactor<H> {
         self.handler
     }
 
-    fn answer_metrics(&mut self, id: ConnId, now: Tick, rbuf: &mut [u8]) {
+    fn answer_metrics(&mut self, id: ConnId, head: bool, now: Tick, rbuf: &mut [u8]) {
         let queued: usize = self
             .hub
             .conns
@@ -512,15 +608,15 @@ impl<H: Handler> Reactor<H> {
         self.hub.metrics.subscriptions = self.hub.topics.subscriptions() as u64;
         let body = self.hub.metrics.render(queued, self.hub.conns.len());
         let mut response = Vec::with_capacity(body.len() + 128);
-        write_response(
-            &mut response,
-            200,
-            &[
-                ("Content-Type", "text/plain; version=0.0.4"),
-                ("Connection", "close"),
-            ],
-            body.as_bytes(),
-        );
+        let headers = [
+            ("Content-Type", "text/plain; version=0.0.4"),
+            ("Connection", "close"),
+        ];
+        if head {
+            write_head_response(&mut response, 200, &headers, body.as_bytes());
+        } else {
+            write_response(&mut response, 200, &headers, body.as_bytes());
+        }
         let mut none = Vec::new();
         self.with_conn(
             id.key,

@@ -80,6 +80,31 @@ impl Default for Config {
 }
 
 /// A complete data message.
+///
+/// A received message borrows the reactor's buffers and lives for one
+/// callback; copy what must outlive it. A message to send is built from
+/// any `&str` or `&[u8]`.
+///
+/// ```
+/// use wsreactor::proto::OpCode;
+/// use wsreactor::Message;
+///
+/// fn describe(msg: Message<'_>) -> String {
+///     match msg {
+///         // Already validated as UTF-8, across fragments too.
+///         Message::Text(text) => format!("text: {text}"),
+///         Message::Binary(bytes) => format!("{} bytes", bytes.len()),
+///     }
+/// }
+///
+/// let msg = Message::Text("hello");
+/// assert_eq!(describe(msg), "text: hello");
+/// assert_eq!((msg.as_bytes(), msg.opcode()), (&b"hello"[..], OpCode::Text));
+/// assert_eq!(describe(Message::Binary(&[1, 2, 3])), "3 bytes");
+/// // Kept beyond the callback: an owned copy.
+/// let kept: Vec<u8> = msg.as_bytes().to_vec();
+/// # assert_eq!(kept, b"hello");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Message<'a> {
     /// A text message, validated as UTF-8.

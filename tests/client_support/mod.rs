@@ -237,3 +237,48 @@ pub fn wait_for<T: std::fmt::Debug>(
         }
     }
 }
+
+/// A `wsreactor echo` process on an ephemeral loopback port.
+pub struct EchoProcess {
+    child: std::process::Child,
+    pub addr: SocketAddr,
+}
+
+impl EchoProcess {
+    /// Start `wsreactor echo --addr 127.0.0.1:0 ARGS` and wait for the
+    /// address it logs.
+    pub fn spawn(args: &[&str]) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsreactor"))
+            .args(["echo", "--addr", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn wsreactor echo");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if let Some(i) = line.find("listening on ws://") {
+                    let _ = tx.send(line[i + "listening on ws://".len()..].trim().to_string());
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the server logs its address")
+            .parse()
+            .expect("a socket address");
+        Self { child, addr }
+    }
+}
+
+impl Drop for EchoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -54,7 +54,8 @@ OPTIONS:
     --url URL            ws://host:port/path (with --mode tcp: the host and
                          port of a raw TCP echo server)
     --connections N      Connections [default: 100]
-    --size BYTES         Payload bytes per message [default: 20]
+    --size SIZE          Payload bytes per message, up to 1G; K, M, G are
+                         powers of 1024 (16K = 16384) [default: 20]
     --text               Send text messages
     --binary             Send binary messages [default]
     --duration SECS      Measured time, after the warm-up [default: 10]
@@ -164,7 +165,10 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
         match arg {
             Long("url") => o.url = string(&mut parser, "--url")?,
             Long("connections") => o.connections = number(&mut parser, "--connections")?,
-            Long("size") => o.size = number(&mut parser, "--size")?,
+            Long("size") => {
+                let v = string(&mut parser, "--size")?;
+                o.size = crate::args::size("size", &v, 0..=1 << 30)? as usize;
+            }
             Long("text") => o.text = true,
             Long("binary") => o.text = false,
             Long("duration") => o.duration = secs(&mut parser, "--duration")?,

@@ -12,7 +12,9 @@ use std::io::{self, BufRead, Write};
 use std::sync::mpsc::{sync_channel, Receiver, TryRecvError};
 use std::time::Duration;
 
-use wsreactor::client::{ReconnectPolicy, Reconnector};
+use crate::args;
+use wsreactor::client::{ConnectOptions, ReconnectPolicy, ReconnectState, Reconnector};
+use wsreactor::handshake::client::{check_header, check_protocol};
 use wsreactor::net::WsUrl;
 use wsreactor::proto::SendError;
 use wsreactor::{ConnId, Control, Ctx, Handler, Message, Reactor, Remote, ServerConfig};
@@ -32,6 +34,12 @@ ARGS:
     <URL>    ws://host[:port][/path]
 
 OPTIONS:
+    --header 'NAME: VALUE' Send this header with the upgrade request
+                           (repeatable), e.g. --header 'Cookie: a=b'
+    --auth-token TOKEN     Send `Authorization: Bearer TOKEN` (what
+                           `wsreactor echo --auth-token` requires)
+    --protocol NAME        Offer this subprotocol (repeatable, in order of
+                           preference); the server may select one
     --binary               Send each line as a binary message instead
     --ping-interval SECS   Ping the server every SECS seconds (fractions
                            allowed; 0 disables) [default: 30]
@@ -39,7 +47,8 @@ OPTIONS:
                            [default: 10]
     --reconnect            Reconnect after the connection ends or cannot be
                            made, with exponential backoff and jitter;
-                           otherwise exit
+                           otherwise exit. End of input while disconnected
+                           exits too (lines not yet sent are dropped)
     --backoff-initial SECS First reconnect delay [default: 1]
     --backoff-max SECS     Largest reconnect delay [default: 60]
     --deflate              Offer permessage-deflate (RFC 7692); needs a build
@@ -61,6 +70,7 @@ const INPUT_BOUND: usize = 64;
 
 struct Options {
     url: String,
+    connect: ConnectOptions,
     binary: bool,
     ping_interval: Option<Duration>,
     pong_timeout: Option<Duration>,
@@ -70,15 +80,19 @@ struct Options {
 }
 
 fn secs(parser: &mut lexopt::Parser, name: &str) -> Result<Duration, String> {
-    let v = parser.value().map_err(|e| e.to_string())?;
-    let s = v
-        .to_str()
-        .ok_or_else(|| format!("{name}: not a number"))?
-        .to_string();
-    let x: f64 = s
-        .parse()
-        .map_err(|_| format!("{name}: '{s}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(x).map_err(|_| format!("{name}: '{s}' is out of range"))
+    let name = name.trim_start_matches('-');
+    args::seconds(name, &args::value(parser, name)?)
+}
+
+/// `NAME: VALUE`, checked as the request will carry it.
+fn header(parser: &mut lexopt::Parser) -> Result<(String, String), String> {
+    let v = args::value(parser, "header")?;
+    let (name, value) = v
+        .split_once(':')
+        .ok_or_else(|| format!("--header: '{v}' is not 'NAME: VALUE'"))?;
+    let (name, value) = (name.trim(), value.trim());
+    check_header(name, value).map_err(|e| format!("--header: '{v}': {e}"))?;
+    Ok((name.to_string(), value.to_string()))
 }
 
 fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
@@ -90,9 +104,25 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
     let mut reconnect = false;
     let mut deflate = false;
     let mut policy = ReconnectPolicy::default();
+    let mut connect = ConnectOptions::default();
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         match arg {
+            Long("header") => connect.headers.push(header(&mut parser)?),
+            Long("auth-token") => {
+                let token = args::value(&mut parser, "auth-token")?;
+                if token.is_empty() {
+                    return Err("--auth-token: the value is empty".into());
+                }
+                let bearer = format!("Bearer {token}");
+                check_header("Authorization", &bearer).map_err(|e| format!("--auth-token: {e}"))?;
+                connect.headers.push(("Authorization".into(), bearer));
+            }
+            Long("protocol") => {
+                let p = args::value(&mut parser, "protocol")?;
+                check_protocol(&p).map_err(|e| format!("--protocol: '{p}': {e}"))?;
+                connect.protocols.push(p);
+            }
             Long("binary") => binary = true,
             Long("ping-interval") => {
                 // 0 disables heartbeats.
@@ -121,8 +151,18 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
         }
     }
     let url = url.ok_or("missing URL (see wsreactor client --help)")?;
+    if policy.initial_delay.is_zero() {
+        return Err("--backoff-initial: must be more than 0".into());
+    }
+    if policy.max_delay < policy.initial_delay {
+        return Err(format!(
+            "--backoff-max: {:?} is less than --backoff-initial ({:?})",
+            policy.max_delay, policy.initial_delay
+        ));
+    }
     Ok(Some(Options {
         url,
+        connect,
         binary,
         ping_interval,
         pong_timeout,
@@ -233,6 +273,48 @@ impl Client {
         }
     }
 
+    /// Reconnecting, and no attempt under way (an attempt in progress may
+    /// still carry the input).
+    fn between_attempts(&self) -> bool {
+        self.reconnector.as_ref().is_some_and(|r| match r.state() {
+            ReconnectState::Waiting(_) => true,
+            ReconnectState::Due(delay) => !delay.is_zero(),
+            _ => false,
+        })
+    }
+
+    /// Disconnected (reconnecting): read ahead up to the input bound, and
+    /// end the session if the input ends; the lines read but not sent are
+    /// dropped (there may never be a connection to send them on).
+    fn input_ended_while_disconnected(&mut self) -> bool {
+        while self.outbox.len() < INPUT_BOUND {
+            match self.input.try_recv() {
+                Ok(Input::Line(line)) => {
+                    self.line_no += 1;
+                    self.outbox.push_back((self.line_no, line));
+                }
+                Ok(Input::Eof) | Err(TryRecvError::Disconnected) => {
+                    if !self.outbox.is_empty() {
+                        log::warn!(
+                            "end of input while disconnected: {} lines not sent",
+                            self.outbox.len()
+                        );
+                    } else {
+                        log::info!("end of input while disconnected");
+                    }
+                    self.closing = true;
+                    self.finished = true;
+                    if let Some(r) = self.reconnector.as_mut() {
+                        r.stop();
+                    }
+                    return true;
+                }
+                Err(TryRecvError::Empty) => return false,
+            }
+        }
+        false
+    }
+
     fn print(&mut self, msg: Message<'_>) {
         let mut out = io::stdout().lock();
         let written = match msg {
@@ -335,11 +417,14 @@ impl Handler for Client {
             ctl.set_timer(Duration::from_millis(1), NUDGE_TOKEN);
             return;
         }
-        if let Some(r) = self.reconnector.as_mut() {
-            r.on_wake(ctl);
-        }
         if let Some(id) = self.conn {
             self.drain(&mut ControlSink { ctl, id });
+        } else if self.between_attempts() && self.input_ended_while_disconnected() {
+            ctl.stop();
+            return;
+        }
+        if let Some(r) = self.reconnector.as_mut() {
+            r.on_wake(ctl);
         }
     }
 
@@ -426,13 +511,14 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     let remote = reactor.remote();
     reactor.handler_mut().remote = Some(remote.clone());
     if opts.reconnect {
-        let mut r = Reconnector::new(opts.url.clone(), opts.policy, RECONNECT_TOKEN);
+        let mut r = Reconnector::new(opts.url.clone(), opts.policy, RECONNECT_TOKEN)
+            .with_options(opts.connect.clone());
         r.start(remote.clone());
         reactor.handler_mut().reconnector = Some(r);
     } else {
         // A bad URL or a name that does not resolve fails here, at once.
         reactor
-            .connect(&opts.url)
+            .connect_with(&opts.url, &opts.connect)
             .map_err(|e| format!("cannot connect to {}: {e}", opts.url))?;
     }
     let stdin_remote = remote.clone();

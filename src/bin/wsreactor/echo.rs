@@ -4,9 +4,8 @@
 //! handler: every message to every open connection.
 
 use std::ffi::OsString;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
+use crate::args;
 use wsreactor::handshake::server::Upgrade;
 use wsreactor::{ConnId, Ctx, Decision, Handler, Message, Server, ServerConfig};
 
@@ -24,16 +23,18 @@ OPTIONS:
     --protocol NAME             Subprotocol we speak (repeatable); the first the
                                 client offers is selected [default: none]
     --max-connections N         Beyond this, answer 503 [default: 100000]
-    --max-frame BYTES           Largest frame payload (1009) [default: 16777216]
-    --max-message BYTES         Largest message (1009) [default: 67108864]
+    --max-frame SIZE            Largest frame payload (1009) [default: 16MiB]
+    --max-message SIZE          Largest message (1009) [default: 64MiB]
     --max-fragments N           Most frames per message (1008) [default: 131072]
-    --max-header-bytes BYTES    Largest handshake header block (431) [default: 8192]
-    --max-headers N             Most handshake headers (431) [default: 64]
-    --max-pending-output BYTES  Pause reading above this much queued output
-                                [default: 1048576]
-    --max-subscriber-backlog BYTES
+    --max-header-bytes SIZE     Largest handshake header block (431), 256 to 1MiB
+                                [default: 8KiB]
+    --max-headers N             Most handshake headers (431), 5 to 256
+                                [default: 64]
+    --max-pending-output SIZE   Pause reading above this much queued output
+                                [default: 1MiB]
+    --max-subscriber-backlog SIZE
                                 A publish finding this much queued for a
-                                subscriber is not queued [default: 1048576]
+                                subscriber is not queued [default: 1MiB]
     --slow-subscriber close|drop
                                 Then close it (1008) or skip the delivery
                                 [default: close]
@@ -50,9 +51,13 @@ OPTIONS:
                                 build with --features deflate
     -h, --help                  Print this help
 
+SIZE is bytes, or a number with K, M or G (powers of 1024, any case, an
+optional iB): 16M = 16MiB = 16777216. SECS may have fractions (0.5).
+
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
 the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
-at once. GET /healthz answers 200; GET /metrics Prometheus text.
+at once. /healthz answers 200 and /metrics Prometheus text (GET or HEAD,
+any query); other plain HTTP gets 426.
 ";
 
 const BROADCAST_USAGE: &str = "\
@@ -181,23 +186,36 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
                 ))
             }
         };
-        let mut value = || -> Result<String, String> {
-            let v = parser.value().map_err(|e| e.to_string())?;
-            v.string().map_err(|e| e.to_string())
-        };
-        match name.as_str() {
+        let n = name.as_str();
+        let mut value = || args::value(&mut parser, n);
+        // The largest 64-bit length a frame header may carry.
+        const LEN_MAX: u64 = i64::MAX as u64;
+        let usize_max = usize::MAX as u64;
+        match n {
             "addr" => addr = value()?,
-            "auth-token" => handler.token = Some(value()?),
-            "allow-origin" => origins.push(value()?),
-            "protocol" => handler.protocols.push(value()?),
-            "max-connections" => cfg.max_connections = number(&value()?)?,
-            "max-frame" => cfg.protocol.max_frame_size = number(&value()?)?,
-            "max-message" => cfg.protocol.max_message_size = number(&value()?)?,
-            "max-fragments" => cfg.protocol.max_fragments = number(&value()?)?,
-            "max-header-bytes" => cfg.handshake.max_header_bytes = number(&value()?)?,
-            "max-headers" => cfg.handshake.max_headers = number(&value()?)?,
-            "max-pending-output" => cfg.max_pending_output = number(&value()?)?,
-            "max-subscriber-backlog" => cfg.max_subscriber_backlog = number(&value()?)?,
+            "auth-token" => handler.token = Some(non_empty(n, value()?)?),
+            "allow-origin" => origins.push(non_empty(n, value()?)?),
+            "protocol" => handler.protocols.push(non_empty(n, value()?)?),
+            "max-connections" => {
+                cfg.max_connections = args::count(n, &value()?, 1..=100_000_000)? as usize
+            }
+            "max-frame" => cfg.protocol.max_frame_size = args::size(n, &value()?, 1..=LEN_MAX)?,
+            "max-message" => cfg.protocol.max_message_size = args::size(n, &value()?, 1..=LEN_MAX)?,
+            "max-fragments" => {
+                cfg.protocol.max_fragments = args::count(n, &value()?, 1..=u32::MAX.into())? as u32
+            }
+            "max-header-bytes" => {
+                cfg.handshake.max_header_bytes = args::size(n, &value()?, 256..=1 << 20)? as usize
+            }
+            "max-headers" => {
+                cfg.handshake.max_headers = args::count(n, &value()?, 5..=256)? as usize
+            }
+            "max-pending-output" => {
+                cfg.max_pending_output = args::size(n, &value()?, 1..=usize_max)? as usize
+            }
+            "max-subscriber-backlog" => {
+                cfg.max_subscriber_backlog = args::size(n, &value()?, 1..=usize_max)? as usize
+            }
             "slow-subscriber" => {
                 cfg.on_slow_subscriber = match value()?.as_str() {
                     "close" => wsreactor::SlowPolicy::Close(1008),
@@ -207,14 +225,16 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
                     }
                 }
             }
-            "handshake-timeout" => cfg.handshake_timeout = seconds(&value()?)?,
-            "close-timeout" => cfg.close_timeout = seconds(&value()?)?,
+            "handshake-timeout" => cfg.handshake_timeout = args::seconds(n, &value()?)?,
+            "close-timeout" => cfg.close_timeout = args::seconds(n, &value()?)?,
             "ping-interval" => {
-                cfg.ping_interval = Some(seconds(&value()?)?).filter(|d| !d.is_zero())
+                cfg.ping_interval = Some(args::seconds(n, &value()?)?).filter(|d| !d.is_zero())
             }
-            "pong-timeout" => cfg.pong_timeout = seconds(&value()?)?,
-            "idle-timeout" => cfg.idle_timeout = Some(seconds(&value()?)?).filter(|d| !d.is_zero()),
-            "shutdown-timeout" => cfg.shutdown_timeout = seconds(&value()?)?,
+            "pong-timeout" => cfg.pong_timeout = args::seconds(n, &value()?)?,
+            "idle-timeout" => {
+                cfg.idle_timeout = Some(args::seconds(n, &value()?)?).filter(|d| !d.is_zero())
+            }
+            "shutdown-timeout" => cfg.shutdown_timeout = args::seconds(n, &value()?)?,
             "no-metrics" => cfg.metrics_path = None,
             "deflate" => crate::deflate::enable(&mut cfg)?,
             _ => {
@@ -229,12 +249,9 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
     }
     let server = Server::bind(addr.as_str(), cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    let what = match service {
-        Service::Echo => "echo",
-        Service::Broadcast => "broadcast",
-    };
-    log::info!("{what} server listening on ws://{}", server.local_addr());
-    install_signal_handlers(server.stopper())?;
+    server
+        .shutdown_on_signals()
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     server
         .run()
         .map_err(|e| format!("event loop failed: {e}"))?;
@@ -242,42 +259,11 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
     Ok(())
 }
 
-/// SIGINT/SIGTERM: the first asks for a graceful shutdown, a second stops
-/// at once. Handled in the signal handler itself rather than on a signal
-/// thread: a second thread makes glibc take its multi-threaded path (a
-/// cancellation check around every `recv`, `writev` and `epoll_wait`),
-/// which measurably costs the echo loop.
-fn install_signal_handlers(remote: wsreactor::Remote) -> Result<(), String> {
-    static SEEN: AtomicUsize = AtomicUsize::new(0);
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let remote = remote.clone();
-        // SAFETY: the handler is async-signal-safe: an atomic increment,
-        // atomic stores, and one write(2) to the reactor's eventfd (mio's
-        // `Waker`); no allocation and no lock. (`Remote::wake` logs only if
-        // that write fails, which a live eventfd does not do: mio resets a
-        // full counter and retries.) The reactor logs the shutdown itself.
-        let registered = unsafe {
-            signal_hook::low_level::register(signal, move || {
-                if SEEN.fetch_add(1, Ordering::SeqCst) == 0 {
-                    remote.shutdown();
-                } else {
-                    remote.stop();
-                }
-            })
-        };
-        registered.map_err(|e| format!("cannot install signal handlers: {e}"))?;
+/// Values that mean nothing empty (a token, an origin, a subprotocol).
+fn non_empty(name: &str, v: String) -> Result<String, String> {
+    if v.trim().is_empty() {
+        Err(format!("--{name}: the value is empty"))
+    } else {
+        Ok(v)
     }
-    Ok(())
-}
-
-fn number<T: std::str::FromStr>(s: &str) -> Result<T, String> {
-    s.parse()
-        .map_err(|_| format!("'{s}' is not a valid number"))
-}
-
-fn seconds(s: &str) -> Result<Duration, String> {
-    let secs: f64 = s
-        .parse()
-        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
-    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' is not a valid duration"))
 }

@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+mod args;
 mod autobahn_client;
 #[cfg(feature = "loadgen")]
 mod bench;
@@ -27,6 +28,7 @@ COMMANDS:
               Run the Autobahn|Testsuite client cases (autobahn/run.sh client)
     bench     Closed-loop echo load generator (built with --features loadgen)
     help      Print this help (also: wsreactor <COMMAND> --help)
+    version   Print the version (also: -V, --version)
 
 Logging goes to stderr through env_logger; set RUST_LOG (e.g. RUST_LOG=debug).
 ";
@@ -39,6 +41,10 @@ fn main() -> ExitCode {
     let result = match cmd.as_ref().and_then(|c| c.to_str()) {
         None | Some("-h" | "--help" | "help") => {
             print!("{USAGE}");
+            Ok(())
+        }
+        Some("-V" | "--version" | "version") => {
+            println!("wsreactor {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         Some("echo" | "serve") => echo::run(rest),

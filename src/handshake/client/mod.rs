@@ -10,5 +10,5 @@ mod request;
 mod response;
 
 pub use crate::handshake::Limits;
-pub use request::{write_request, ClientKey};
+pub use request::{check_header, check_protocol, write_request, ClientKey, RequestFieldError};
 pub use response::{parse_response, ClientHandshakeError, Response};

@@ -5,7 +5,7 @@
 //! 2. [`classify`] the [`Request`]: an [`Upgrade`], a [`Reject`] or
 //!    [`PlainHttp`].
 //! 3. Write the answer: [`write_accept`], [`write_reject`] (then close),
-//!    or for plain HTTP [`default_http_response`] / [`write_response`].
+//!    or for plain HTTP [`answer_plain`] / [`write_response`].
 //! 4. Bytes after [`Request::len`] are the client's first frames.
 
 mod classify;
@@ -19,6 +19,7 @@ pub use classify::classify;
 pub use reject::{Reject, RejectReason};
 pub use request::{parse_request, Request};
 pub use response::{
-    default_http_response, reason_phrase, write_accept, write_reject, write_response,
+    answer_plain, default_http_response, reason_phrase, write_accept, write_head_response,
+    write_reject, write_response, PlainAnswer,
 };
 pub use upgrade::{Outcome, PlainHttp, Upgrade};

@@ -38,6 +38,27 @@ pub fn reason_phrase(status: u16) -> &'static str {
 /// come from the caller and are written as given; they must not contain
 /// CR or LF.
 pub fn write_response(out: &mut Vec<u8>, status: u16, extra_headers: &[(&str, &str)], body: &[u8]) {
+    write_response_to(out, status, extra_headers, body, true);
+}
+
+/// As [`write_response`] for a `HEAD` request: the same header block,
+/// `Content-Length` included, without the body (RFC 9110 §9.3.2).
+pub fn write_head_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) {
+    write_response_to(out, status, extra_headers, body, false);
+}
+
+fn write_response_to(
+    out: &mut Vec<u8>,
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+    with_body: bool,
+) {
     write_status_line(out, status);
     for (name, value) in extra_headers {
         write_header(out, name, value.as_bytes());
@@ -50,7 +71,7 @@ pub fn write_response(out: &mut Vec<u8>, status: u16, extra_headers: &[(&str, &s
         debug_assert!(body.is_empty(), "status {status} carries no body");
     }
     out.extend_from_slice(b"\r\n");
-    if has_content(status) {
+    if has_content(status) && with_body {
         out.extend_from_slice(body);
     }
 }
@@ -109,20 +130,76 @@ pub fn write_reject(out: &mut Vec<u8>, reject: &Reject) {
     }
 }
 
-/// The default answer to plain HTTP: `GET /healthz` gets 200 `ok`,
-/// anything else 426 saying a WebSocket upgrade is required. Both close
-/// the connection.
+/// The default answer to plain HTTP: [`answer_plain`] without a metrics
+/// path (`/healthz` answers, anything else gets 426).
 pub fn default_http_response(out: &mut Vec<u8>, req: &PlainHttp<'_>) {
-    if req.method == "GET" && req.path == "/healthz" {
-        write_response(out, 200, &[TEXT_PLAIN, CLOSE], b"ok\n");
-    } else {
+    answer_plain(out, req, None);
+}
+
+/// What [`answer_plain`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlainAnswer {
+    /// The answer is written; close after it.
+    Written,
+    /// The request is for the metrics: the caller renders and writes them
+    /// (`head`: a `HEAD` request, header block only, see
+    /// [`write_head_response`]).
+    Metrics {
+        /// Answer without the body.
+        head: bool,
+    },
+}
+
+/// Answer plain HTTP by path, whatever the query: `/healthz` gets 200
+/// `ok`, `metrics_path` (if set) is left to the caller; on those paths
+/// `HEAD` is `GET` without the body and other methods get 405 with
+/// `Allow: GET, HEAD`. Any other path gets 426 saying a WebSocket upgrade is
+/// required. Every answer closes the connection.
+pub fn answer_plain(
+    out: &mut Vec<u8>,
+    req: &PlainHttp<'_>,
+    metrics_path: Option<&str>,
+) -> PlainAnswer {
+    let path = path_of(req.path);
+    let metrics = metrics_path == Some(path);
+    if path != HEALTHZ && !metrics {
         write_response(
             out,
             426,
             &UPGRADE_REQUIRED,
             b"this is a WebSocket endpoint: upgrade required\n",
         );
+        return PlainAnswer::Written;
     }
+    let head = match req.method {
+        "GET" => false,
+        "HEAD" => true,
+        _ => {
+            write_response(
+                out,
+                405,
+                &[TEXT_PLAIN, CLOSE, ("Allow", "GET, HEAD")],
+                b"method not allowed\n",
+            );
+            return PlainAnswer::Written;
+        }
+    };
+    if metrics {
+        return PlainAnswer::Metrics { head };
+    }
+    write_response_to(out, 200, &[TEXT_PLAIN, CLOSE], b"ok\n", !head);
+    PlainAnswer::Written
+}
+
+/// The health-check path.
+const HEALTHZ: &str = "/healthz";
+
+/// A request target without its query (RFC 9112 §3.2: origin-form is
+/// `absolute-path [ "?" query ]`) and without a fragment, which a client
+/// should not send but some do.
+fn path_of(target: &str) -> &str {
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    &target[..end]
 }
 
 const TEXT_PLAIN: (&str, &str) = ("Content-Type", "text/plain; charset=utf-8");
@@ -235,6 +312,72 @@ mod tests {
         assert_eq!(s(&out), "HTTP/1.1 204 No Content\r\n\r\n");
     }
 
+    fn plain(
+        method: &'static str,
+        path: &'static str,
+        metrics: Option<&str>,
+    ) -> (String, PlainAnswer) {
+        let mut out = Vec::new();
+        let answer = answer_plain(&mut out, &PlainHttp { method, path }, metrics);
+        (String::from_utf8(out).unwrap(), answer)
+    }
+
+    #[test]
+    fn plain_http_by_path_whatever_the_query() {
+        let ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                  Connection: close\r\nContent-Length: 3\r\n\r\n";
+        for path in ["/healthz", "/healthz?probe=1", "/healthz?", "/healthz#x"] {
+            assert_eq!(
+                plain("GET", path, None),
+                (format!("{ok}ok\n"), PlainAnswer::Written)
+            );
+            // HEAD: the same header block, Content-Length included, no body.
+            assert_eq!(
+                plain("HEAD", path, None),
+                (ok.to_string(), PlainAnswer::Written)
+            );
+        }
+        let m = Some("/metrics");
+        for path in ["/metrics", "/metrics?x=1"] {
+            assert_eq!(
+                plain("GET", path, m).1,
+                PlainAnswer::Metrics { head: false }
+            );
+            assert_eq!(
+                plain("HEAD", path, m).1,
+                PlainAnswer::Metrics { head: true }
+            );
+        }
+        for (method, path) in [
+            ("POST", "/healthz"),
+            ("DELETE", "/metrics?x"),
+            ("get", "/healthz"),
+        ] {
+            let (text, answer) = plain(method, path, m);
+            assert_eq!(answer, PlainAnswer::Written);
+            assert!(
+                text.starts_with("HTTP/1.1 405 Method Not Allowed\r\n"),
+                "{text}"
+            );
+            assert!(text.contains("\r\nAllow: GET, HEAD\r\n"), "{text}");
+        }
+        // Other paths, near misses and a disabled metrics path: 426.
+        for (method, path, metrics) in [
+            ("GET", "/", m),
+            ("HEAD", "/", m),
+            ("POST", "/x", m),
+            ("GET", "/healthzz", m),
+            ("GET", "/healthz/", m),
+            ("GET", "/metrics/", m),
+            ("GET", "/metrics", None),
+            ("GET", "?/healthz", m),
+        ] {
+            let (text, answer) = plain(method, path, metrics);
+            assert_eq!(answer, PlainAnswer::Written);
+            assert!(text.starts_with("HTTP/1.1 426 "), "{method} {path}: {text}");
+        }
+    }
+
     #[test]
     fn decimal() {
         for (n, want) in [(0, "0"), (7, "7"), (10, "10"), (8192, "8192")] {
@@ -327,6 +470,6 @@ mod tests {
             path: "/healthz",
         };
         default_http_response(&mut out, &post);
-        assert!(s(&out).starts_with("HTTP/1.1 426 "));
+        assert!(s(&out).starts_with("HTTP/1.1 405 "));
     }
 }
