@@ -8,7 +8,9 @@ use crate::handshake::server::Upgrade;
 use crate::handshake::Limits;
 use crate::proto::{self, Message};
 
-pub use crate::net::{ConnId, Control, Ctx, Metrics, Reactor, Remote, Sent, Server, Stopper};
+pub use crate::net::{
+    Accept, Cluster, ConnId, Control, Ctx, Metrics, Reactor, Remote, Sent, Server, Stopper,
+};
 
 /// What [`Handler::on_handshake`] decides about an upgrade request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

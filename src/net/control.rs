@@ -168,7 +168,7 @@ impl<'a> Control<'a> {
 
     fn check_room(&self) -> io::Result<()> {
         let hub = &*self.hub;
-        if hub.conns.len() >= hub.config.max_connections || hub.conns.vacant_key() >= MAX_KEY {
+        if hub.held() >= hub.config.max_connections || hub.conns.vacant_key() >= MAX_KEY {
             return Err(io::Error::other("connection limit reached"));
         }
         Ok(())
@@ -226,6 +226,7 @@ impl<'a> Control<'a> {
         let generation = conn.generation;
         let inserted = hub.conns.insert(conn);
         debug_assert_eq!(inserted, key);
+        hub.peers.count_in();
         Ok(ConnId { key, generation })
     }
 
@@ -334,6 +335,9 @@ impl<'a> Control<'a> {
         msg: Message<'_>,
         except: Option<ConnId>,
     ) -> usize {
+        if self.hub.peers.spans() {
+            return super::group::publish(self, topic, msg, except);
+        }
         let hub = &mut *self.hub;
         let subscribers = hub.topics.subscribers(topic);
         if subscribers.is_empty() {

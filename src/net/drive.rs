@@ -15,8 +15,8 @@ use super::timer::{Tick, Timers};
 use crate::ext::DeflateParams;
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
-    answer_plain, classify, parse_request, write_accept, write_reject, write_response, Outcome,
-    PlainAnswer, Upgrade,
+    answer_plain, classify, is_health_check, parse_request, write_accept, write_head_response,
+    write_reject, write_response, Outcome, PlainAnswer, Upgrade,
 };
 use crate::handshake::Status;
 use crate::proto::{CloseState, Event, Role};
@@ -372,6 +372,19 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
                 sh.hub.metrics.rejected(reject.reason.as_str());
                 write_reject(&mut response, &reject);
                 Answer::Rejected(reject.status, reject.reason.message())
+            }
+            Outcome::Http(plain) if sh.hub.peers.spans() && is_health_check(&plain) => {
+                // Several reactors: healthy only if every one of them is.
+                let (status, body) = match sh.hub.peers.group.health(sh.now) {
+                    Ok(()) => (200, "ok\n".to_string()),
+                    Err(why) => (503, format!("{why}\n")),
+                };
+                if plain.method == "HEAD" {
+                    write_head_response(&mut response, status, PLAIN_CLOSE, body.as_bytes());
+                } else {
+                    write_response(&mut response, status, PLAIN_CLOSE, body.as_bytes());
+                }
+                Answer::Http
             }
             Outcome::Http(plain) => {
                 let metrics_path = sh.hub.config.metrics_path.as_deref();
@@ -754,7 +767,8 @@ mod tests {
     impl Bench {
         fn new(config: ServerConfig) -> Self {
             let poll = mio::Poll::new().unwrap();
-            let mut hub = Hub::new(config, poll, std::sync::Arc::default());
+            let peers = crate::net::group::Peers::lone(&poll).unwrap();
+            let mut hub = Hub::new(config, poll, peers);
             hub.timers = Timers::default();
             // The one connection, open.
             hub.metrics.connections_open = 1;

@@ -10,6 +10,7 @@ use slab::Slab;
 
 use super::conn::Conn;
 use super::ctx::{flush, ConnId};
+use super::group::Peers;
 use super::logs::RejectLog;
 use super::metrics::Metrics;
 use super::timer::Timers;
@@ -128,6 +129,8 @@ pub(crate) struct Hub {
     pub(crate) frames: FramePool,
     /// Rate limit of the rejected-handshake log lines.
     pub(crate) rejects: RejectLog,
+    /// The other reactors of the server, if any.
+    pub(crate) peers: Peers,
 }
 
 /// What a publish does to one subscriber's queue.
@@ -169,7 +172,7 @@ pub(crate) fn deliver(
 }
 
 impl Hub {
-    pub(crate) fn new(config: ServerConfig, poll: Poll, flags: Arc<Flags>) -> Self {
+    pub(crate) fn new(config: ServerConfig, poll: Poll, peers: Peers) -> Self {
         // Address space for the configured connections (slots and timer
         // entries), reserved up front (up to 64 Ki): pages are touched only
         // as they are used, so memory grows with the connections actually
@@ -183,13 +186,27 @@ impl Hub {
             config,
             metrics: Metrics::default(),
             next_generation: 0,
-            flags,
+            flags: Arc::clone(&peers.group.flags),
             scratch: Vec::new(),
             topics: Topics::new(),
             touched: Vec::new(),
             dirty: Vec::new(),
             frames: FramePool::new(),
             rejects: RejectLog::default(),
+            peers,
+        }
+    }
+
+    /// Connections held against `max_connections`: this reactor's, or the
+    /// whole server's when it has several.
+    pub(crate) fn held(&self) -> usize {
+        if self.peers.spans() {
+            self.peers
+                .group
+                .held
+                .load(std::sync::atomic::Ordering::SeqCst)
+        } else {
+            self.conns.len()
         }
     }
 

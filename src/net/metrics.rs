@@ -54,6 +54,58 @@ impl Metrics {
         *self.handshakes_rejected.entry(reason).or_default() += 1;
     }
 
+    /// Add `other`'s counters and gauges to these (the sum over reactors).
+    pub fn absorb(&mut self, other: &Metrics) {
+        let Metrics {
+            connections_open,
+            connections_total,
+            accepted_total,
+            refused_total,
+            handshakes_rejected,
+            messages_in,
+            bytes_in,
+            messages_out,
+            bytes_out,
+            close_codes_received,
+            close_codes_sent,
+            overflows_total,
+            loop_iterations,
+            publishes_total,
+            deliveries_total,
+            deliveries_dropped_total,
+            slow_subscribers_closed_total,
+            topics,
+            subscriptions,
+        } = other;
+        self.connections_open += connections_open;
+        self.connections_total += connections_total;
+        self.accepted_total += accepted_total;
+        self.refused_total += refused_total;
+        for (k, v) in handshakes_rejected {
+            *self.handshakes_rejected.entry(k).or_default() += v;
+        }
+        self.messages_in += messages_in;
+        self.bytes_in += bytes_in;
+        self.messages_out += messages_out;
+        self.bytes_out += bytes_out;
+        for (k, v) in close_codes_received {
+            *self.close_codes_received.entry(*k).or_default() += v;
+        }
+        for (k, v) in close_codes_sent {
+            *self.close_codes_sent.entry(*k).or_default() += v;
+        }
+        self.overflows_total += overflows_total;
+        self.loop_iterations += loop_iterations;
+        self.publishes_total += publishes_total;
+        self.deliveries_total += deliveries_total;
+        self.deliveries_dropped_total += deliveries_dropped_total;
+        self.slow_subscribers_closed_total += slow_subscribers_closed_total;
+        // A topic with subscribers on two reactors counts twice: the gauge
+        // is the sum of the per-reactor registries.
+        self.topics += topics;
+        self.subscriptions += subscriptions;
+    }
+
     /// Render in the Prometheus text exposition format; `queued_bytes` and
     /// `connections_held` are gauges the reactor computes at scrape time.
     /// The conventional `process_*` metrics (memory, CPU, file
@@ -224,5 +276,24 @@ mod tests {
         assert!(text.contains("wsreactor_handshakes_rejected_total{reason=\"bad_key\"} 2\n"));
         assert!(text.contains("wsreactor_close_codes_sent_total{code=\"1001\"} 3\n"));
         assert!(text.contains("# TYPE wsreactor_bytes_out_total counter\n"));
+    }
+
+    #[test]
+    fn absorb_sums_every_counter() {
+        let mut a = Metrics {
+            messages_in: 3,
+            ..Metrics::default()
+        };
+        a.rejected("bad_key");
+        a.close_codes_sent.insert(1001, 1);
+        let mut b = a.clone();
+        b.deliveries_total = 5;
+        b.close_codes_sent.insert(1000, 2);
+        a.absorb(&b);
+        assert_eq!(a.messages_in, 6);
+        assert_eq!(a.deliveries_total, 5);
+        assert_eq!(a.handshakes_rejected["bad_key"], 2);
+        assert_eq!(a.close_codes_sent[&1001], 2);
+        assert_eq!(a.close_codes_sent[&1000], 2);
     }
 }

@@ -6,10 +6,12 @@
 //! Accepted and outgoing (client) connections live in the same loop.
 
 mod alarm;
+mod cluster;
 mod conn;
 mod control;
 mod ctx;
 mod drive;
+mod group;
 mod hub;
 mod inplace;
 mod logs;
@@ -22,6 +24,7 @@ mod signals;
 mod timer;
 mod url;
 
+pub use cluster::{Accept, Cluster};
 pub use control::{Control, Ctx};
 pub use ctx::{ConnId, Sent};
 pub use metrics::Metrics;

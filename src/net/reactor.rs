@@ -17,14 +17,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mio::net::TcpListener;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Interest, Poll, Token};
 
 use super::alarm::{alarm, Alarm};
 use super::conn::{Conn, Flag, State};
 use super::control::{Control, Ctx, MAX_KEY};
 use super::ctx::ConnId;
 use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
-use super::hub::{Flags, Hub};
+use super::group::{self, Group, Item, Part, Peers};
+use super::hub::Hub;
 use super::logs::Limits;
 use super::metrics::Metrics;
 use super::timer::{Target, Tick};
@@ -34,7 +35,7 @@ use crate::proto::Connection;
 use crate::server::{Handler, ServerConfig};
 
 const LISTENER: Token = Token(usize::MAX - 1);
-const WAKER: Token = Token(usize::MAX - 2);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 const ALARM: Token = Token(usize::MAX - 3);
 
 /// A poll timeout computed shorter than this is recomputed from a fresh
@@ -96,10 +97,13 @@ const FRESH_CLOCK_BELOW: Duration = Duration::from_millis(50);
 /// assert_eq!(feed.published, 1);
 /// # Ok::<(), std::io::Error>(())
 /// ```
+///
+/// A [`Cluster`](super::Cluster)'s remote reaches every one of its
+/// reactors: a stop or shutdown applies to all of them, and a wake calls
+/// every reactor's handler.
 #[derive(Debug, Clone)]
 pub struct Remote {
-    flags: Arc<Flags>,
-    waker: Arc<Waker>,
+    pub(crate) group: Arc<Group>,
 }
 
 /// The name [`Server::stopper`] has always returned.
@@ -110,7 +114,7 @@ impl Remote {
     /// `on_close` with 1006 and their sockets are closed without a close
     /// handshake. See [`Remote::shutdown`] for the graceful way.
     pub fn stop(&self) {
-        self.flags.stop.store(true, Ordering::SeqCst);
+        self.group.flags.stop.store(true, Ordering::SeqCst);
         self.wake();
     }
 
@@ -118,16 +122,14 @@ impl Remote {
     /// every open connection, wait for the close handshakes up to
     /// `shutdown_timeout`, then return from [`Reactor::run`].
     pub fn shutdown(&self) {
-        self.flags.shutdown.store(true, Ordering::SeqCst);
+        self.group.flags.shutdown.store(true, Ordering::SeqCst);
         self.wake();
     }
 
     /// Wake the loop: it calls [`Handler::on_wake`] (e.g. to pick up work
     /// another thread queued for the handler).
     pub fn wake(&self) {
-        if let Err(e) = self.waker.wake() {
-            log::warn!("cannot wake the reactor: {e}");
-        }
+        self.group.wake_all();
     }
 }
 
@@ -155,15 +157,18 @@ impl<H: Handler> Reactor<H> {
     /// The OS refuses a poll instance.
     pub fn new(config: ServerConfig, handler: H) -> io::Result<Self> {
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
+        let peers = Peers::lone(&poll)?;
+        Ok(Self::in_group(config, handler, poll, peers))
+    }
+
+    /// A reactor of a group (`poll` has the group's waker for it).
+    pub(crate) fn in_group(config: ServerConfig, handler: H, poll: Poll, peers: Peers) -> Self {
         let alarm = alarm(poll.registry(), ALARM);
-        let flags = Arc::<Flags>::default();
         let remote = Remote {
-            flags: Arc::clone(&flags),
-            waker,
+            group: Arc::clone(&peers.group),
         };
-        let hub = Hub::new(config, poll, flags);
-        Ok(Self {
+        let hub = Hub::new(config, poll, peers);
+        Self {
             hub,
             listener: None,
             remote,
@@ -172,7 +177,7 @@ impl<H: Handler> Reactor<H> {
             refused_lingering: 0,
             alarm,
             shutdown_closing: 0,
-        })
+        }
     }
 
     /// Accept WebSocket connections on `addr` (the first address it
@@ -182,6 +187,15 @@ impl<H: Handler> Reactor<H> {
     /// The address does not resolve or cannot be bound.
     pub fn listen(&mut self, addr: impl ToSocketAddrs) -> io::Result<SocketAddr> {
         let std_listener = std::net::TcpListener::bind(addr)?;
+        self.listen_on(std_listener)
+    }
+
+    /// Accept on a listener bound elsewhere (a group's `SO_REUSEPORT`
+    /// socket).
+    pub(crate) fn listen_on(
+        &mut self,
+        std_listener: std::net::TcpListener,
+    ) -> io::Result<SocketAddr> {
         std_listener.set_nonblocking(true)?;
         let mut listener = TcpListener::from_std(std_listener);
         let local = listener.local_addr()?;
@@ -190,8 +204,10 @@ impl<H: Handler> Reactor<H> {
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         self.listener = Some(listener);
-        log::info!("listening on ws://{local}");
-        log::info!("{}", Limits(&self.hub.config));
+        if self.hub.peers.index == 0 {
+            log::info!("listening on ws://{local}");
+            log::info!("{}", Limits(&self.hub.config));
+        }
         Ok(local)
     }
 
@@ -260,13 +276,21 @@ impl<H: Handler> Reactor<H> {
             // Checked before sleeping, so a stop or shutdown asked for by a
             // callback of the last round takes effect without waiting for an
             // event.
-            if self.remote.flags.shutdown.load(Ordering::SeqCst) && self.shutdown_deadline.is_none()
-            {
+            let flags = &self.remote.group.flags;
+            if flags.shutdown.load(Ordering::SeqCst) && self.shutdown_deadline.is_none() {
                 now = Tick::now();
+                if self.hub.peers.spans() {
+                    // Asked for by a callback here: the others see it too.
+                    self.remote.group.nudge_others(self.hub.peers.index);
+                }
                 self.begin_shutdown(now, &mut rbuf, &mut metrics_requests);
                 self.end_round(now, &mut rbuf, &mut metrics_requests);
             }
-            if self.remote.flags.stop.load(Ordering::SeqCst) || self.shutdown_done(now) {
+            let stop = self.remote.group.flags.stop.load(Ordering::SeqCst);
+            if stop || self.shutdown_done(now) {
+                if stop && self.hub.peers.spans() {
+                    self.remote.group.nudge_others(self.hub.peers.index);
+                }
                 self.log_end(now);
                 return Ok(self.finish(now));
             }
@@ -290,6 +314,10 @@ impl<H: Handler> Reactor<H> {
                     }
                 }
             }
+            let spans = self.hub.peers.spans();
+            if spans {
+                self.remote.group.busy(self.hub.peers.index, None);
+            }
             if let Err(e) = self.hub.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -297,6 +325,9 @@ impl<H: Handler> Reactor<H> {
                 return Err(e);
             }
             now = Tick::now();
+            if spans {
+                self.remote.group.busy(self.hub.peers.index, Some(now));
+            }
             self.hub.metrics.loop_iterations += 1;
             let mut woken = false;
             for event in events.iter() {
@@ -325,8 +356,14 @@ impl<H: Handler> Reactor<H> {
                 }
             }
             if woken {
-                let mut ctl = Control::new(&mut self.hub, None, now);
-                self.handler.on_wake(&mut ctl);
+                // One waker per poll: it serves the inbox and `on_wake`.
+                if spans {
+                    self.drain_inbox(now, &mut rbuf);
+                }
+                if !spans || self.remote.group.take_app_wake(self.hub.peers.index) {
+                    let mut ctl = Control::new(&mut self.hub, None, now);
+                    self.handler.on_wake(&mut ctl);
+                }
             }
             while let Some((when, target)) = self.hub.timers.pop_due(now) {
                 match target {
@@ -364,6 +401,9 @@ impl<H: Handler> Reactor<H> {
         loop {
             self.hub.flush_dirty();
             if self.hub.touched.is_empty() {
+                if self.hub.peers.spans() {
+                    self.hub.peers.flush();
+                }
                 return;
             }
             let mut touched = std::mem::take(&mut self.hub.touched);
@@ -423,6 +463,8 @@ impl<H: Handler> Reactor<H> {
         let _ = self.hub.poll.registry().deregister(&mut conn.stream);
         if conn.flags.contains(Flag::Refused) {
             self.refused_lingering -= 1;
+        } else {
+            self.hub.peers.count_out();
         }
         let id = ConnId {
             key,
@@ -445,71 +487,152 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn accept(&mut self) {
-        let Some(listener) = self.listener.as_mut() else {
+        let Some(listener) = self.listener.take() else {
             return;
         };
-        let hub = &mut self.hub;
         loop {
-            let (mut stream, addr) = match listener.accept() {
+            let (stream, addr) = match listener.accept() {
                 Ok(x) => x,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // EMFILE and friends: the backlog keeps the connection.
                     log::warn!("accept failed: {e}");
-                    return;
+                    break;
                 }
             };
-            hub.metrics.accepted_total += 1;
-            // The clock per connection: a long batch must not make its
-            // handshake deadline early.
-            let now = Tick::now();
-            let held = hub.conns.len() - self.refused_lingering;
-            let full = held >= hub.config.max_connections;
-            // Refused sockets get a lingering close like any other (503,
-            // FIN, input drained) so the client reads the answer instead of
-            // a reset; a few extra slots bound what that may hold.
-            let linger_slots = (hub.config.max_connections / 16).max(64);
-            if (full && self.refused_lingering >= linger_slots) || hub.conns.vacant_key() >= MAX_KEY
-            {
-                hub.rejects.refused(now, addr, held);
-                hub.metrics.refused_total += 1;
-                // Best effort: a fresh socket's send buffer takes this at once.
-                let _ = stream.write(SERVICE_UNAVAILABLE);
-                continue;
-            }
-            if let Err(e) = stream.set_nodelay(true) {
-                log::debug!("set_nodelay for {addr}: {e}");
-            }
-            let key = hub.conns.vacant_key();
-            if let Err(e) = hub.poll.registry().register(
-                &mut stream,
-                Token(key),
-                Interest::READABLE | Interest::WRITABLE,
-            ) {
-                log::warn!("register {addr}: {e}");
-                continue;
-            }
-            hub.next_generation = hub.next_generation.wrapping_add(1);
-            let proto = Connection::server(hub.config.protocol);
-            let mut conn = Conn::new(stream, hub.next_generation, proto, State::Handshake, now);
-            if full {
-                hub.rejects.refused(now, addr, held);
-                hub.metrics.refused_total += 1;
-                conn.state = State::Closing;
-                conn.flags.insert(Flag::Refused);
-                self.refused_lingering += 1;
-                conn.proto.sender().queue_raw(SERVICE_UNAVAILABLE);
-                conn.flags.insert(Flag::FinalDeadline);
-                if let Some(when) = after(now, hub.config.close_timeout) {
-                    set_deadline(&mut conn, key, &mut hub.timers, when);
+            if self.hub.peers.handoff {
+                let to = self.hub.peers.next_target();
+                if to != self.hub.peers.index {
+                    self.hub.peers.send(to, Item::Adopt(stream, addr));
+                    continue;
                 }
-            } else if let Some(when) = after(now, hub.config.handshake_timeout) {
+            }
+            self.admit(stream, addr);
+        }
+        self.listener = Some(listener);
+    }
+
+    /// Serve an accepted socket, or refuse it at `max_connections`.
+    fn admit(&mut self, mut stream: mio::net::TcpStream, addr: SocketAddr) {
+        let hub = &mut self.hub;
+        hub.metrics.accepted_total += 1;
+        // The clock per connection: a long batch must not make its
+        // handshake deadline early.
+        let now = Tick::now();
+        let max = hub.config.max_connections;
+        let (held, full) = if hub.peers.spans() {
+            // Counted first, so that reactors accepting at once cannot
+            // pass the limit together.
+            let held = hub.peers.group.held.fetch_add(1, Ordering::SeqCst);
+            if held >= max {
+                hub.peers.group.held.fetch_sub(1, Ordering::SeqCst);
+            }
+            (held, held >= max)
+        } else {
+            let held = hub.conns.len() - self.refused_lingering;
+            (held, held >= max)
+        };
+        // Refused sockets get a lingering close like any other (503,
+        // FIN, input drained) so the client reads the answer instead of
+        // a reset; a few extra slots bound what that may hold.
+        let linger_slots = (max / 16).max(64);
+        if (full && self.refused_lingering >= linger_slots) || hub.conns.vacant_key() >= MAX_KEY {
+            if !full {
+                hub.peers.count_out();
+            }
+            hub.rejects.refused(now, addr, held);
+            hub.metrics.refused_total += 1;
+            // Best effort: a fresh socket's send buffer takes this at once.
+            let _ = stream.write(SERVICE_UNAVAILABLE);
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            log::debug!("set_nodelay for {addr}: {e}");
+        }
+        let key = hub.conns.vacant_key();
+        if let Err(e) = hub.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("register {addr}: {e}");
+            if !full {
+                hub.peers.count_out();
+            }
+            return;
+        }
+        hub.next_generation = hub.next_generation.wrapping_add(1);
+        let proto = Connection::server(hub.config.protocol);
+        let mut conn = Conn::new(stream, hub.next_generation, proto, State::Handshake, now);
+        if full {
+            hub.rejects.refused(now, addr, held);
+            hub.metrics.refused_total += 1;
+            conn.state = State::Closing;
+            conn.flags.insert(Flag::Refused);
+            self.refused_lingering += 1;
+            conn.proto.sender().queue_raw(SERVICE_UNAVAILABLE);
+            conn.flags.insert(Flag::FinalDeadline);
+            if let Some(when) = after(now, hub.config.close_timeout) {
                 set_deadline(&mut conn, key, &mut hub.timers, when);
             }
-            hub.conns.insert(conn);
-            log::trace!("accepted {addr} as {key}");
+        } else if let Some(when) = after(now, hub.config.handshake_timeout) {
+            set_deadline(&mut conn, key, &mut hub.timers, when);
         }
+        hub.conns.insert(conn);
+        log::trace!("accepted {addr} as {key}");
+    }
+
+    /// What the other reactors posted: publishes to sequence or deliver,
+    /// sockets to serve, metrics to share or collect.
+    fn drain_inbox(&mut self, now: Tick, rbuf: &mut [u8]) {
+        let mut items = std::mem::take(&mut self.hub.peers.spare);
+        self.remote
+            .group
+            .take_inbox(self.hub.peers.index, &mut items);
+        for item in items.drain(..) {
+            match item {
+                Item::Route {
+                    topic,
+                    frame,
+                    except,
+                } => {
+                    let mut ctl = Control::new(&mut self.hub, None, now);
+                    group::sequence(&mut ctl, topic, frame, except);
+                }
+                Item::Deliver {
+                    topic,
+                    frame,
+                    except,
+                } => {
+                    let mut ctl = Control::new(&mut self.hub, None, now);
+                    group::deliver_here(&mut ctl, &topic, &frame, except);
+                }
+                Item::Adopt(stream, addr) => {
+                    if self.shutdown_deadline.is_none() {
+                        self.admit(stream, addr);
+                    }
+                }
+                Item::Scrape { from, id } => {
+                    let part = Box::new(Part::of(&mut self.hub));
+                    self.hub.peers.send(from, Item::Scraped { id, part });
+                }
+                Item::Scraped { id, part } => {
+                    let reactors = self.hub.peers.len();
+                    let scrapes = &mut self.hub.peers.scrapes;
+                    let Some(at) = scrapes.iter().position(|s| s.0 == id) else {
+                        continue;
+                    };
+                    scrapes[at].2.push(*part);
+                    if scrapes[at].2.len() == reactors {
+                        let (id, head, mut parts) = scrapes.swap_remove(at);
+                        let body = group::render(&mut parts);
+                        self.write_metrics(id, head, &body, now, rbuf);
+                    }
+                }
+            }
+        }
+        self.hub.peers.spare = items;
     }
 
     /// Stop accepting and start the close handshake everywhere.
@@ -584,6 +707,9 @@ impl<H: Handler> Reactor<H> {
             let Some(mut conn) = self.hub.conns.remove(id.key) else {
                 continue;
             };
+            if !conn.flags.contains(Flag::Refused) {
+                self.hub.peers.count_out();
+            }
             if conn.flags.contains(Flag::Opened) {
                 conn.flags.remove(Flag::Opened);
                 self.hub.topics.remove_conn(id);
@@ -598,6 +724,16 @@ impl<H: Handler> Reactor<H> {
     }
 
     fn answer_metrics(&mut self, id: ConnId, head: bool, now: Tick, rbuf: &mut [u8]) {
+        if self.hub.peers.spans() {
+            // Every reactor's part; answered when the last one is in.
+            let part = Part::of(&mut self.hub);
+            self.hub.peers.scrapes.push((id, head, vec![part]));
+            let me = self.hub.peers.index;
+            for to in (0..self.hub.peers.len()).filter(|&to| to != me) {
+                self.hub.peers.send(to, Item::Scrape { from: me, id });
+            }
+            return;
+        }
         let queued: usize = self
             .hub
             .conns
@@ -607,6 +743,10 @@ impl<H: Handler> Reactor<H> {
         self.hub.metrics.topics = self.hub.topics.len() as u64;
         self.hub.metrics.subscriptions = self.hub.topics.subscriptions() as u64;
         let body = self.hub.metrics.render(queued, self.hub.conns.len());
+        self.write_metrics(id, head, &body, now, rbuf);
+    }
+
+    fn write_metrics(&mut self, id: ConnId, head: bool, body: &str, now: Tick, rbuf: &mut [u8]) {
         let mut response = Vec::with_capacity(body.len() + 128);
         let headers = [
             ("Content-Type", "text/plain; version=0.0.4"),

@@ -33,6 +33,11 @@ impl Tick {
         Tick(NonZeroU64::MIN.saturating_add(epoch().elapsed().as_millis() as u64))
     }
 
+    /// Milliseconds since the clock's epoch, plus one (never zero).
+    pub(crate) fn millis(self) -> u64 {
+        self.0.get()
+    }
+
     /// Time from `earlier` to `self`, zero if `earlier` is later.
     pub(crate) fn since(self, earlier: Tick) -> Duration {
         Duration::from_millis(self.0.get().saturating_sub(earlier.0.get()))

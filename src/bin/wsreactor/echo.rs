@@ -7,7 +7,7 @@ use std::ffi::OsString;
 
 use crate::args;
 use wsreactor::handshake::server::Upgrade;
-use wsreactor::{ConnId, Ctx, Decision, Handler, Message, Server, ServerConfig};
+use wsreactor::{Accept, Cluster, ConnId, Ctx, Decision, Handler, Message, ServerConfig};
 
 const USAGE: &str = "\
 wsreactor echo: a WebSocket echo service (every text and binary message back unchanged)
@@ -17,12 +17,19 @@ USAGE:
 
 OPTIONS:
     --addr ADDR                 Listen address [default: 127.0.0.1:9001]
+    --threads N                 Reactors, one thread each; 1 is a single
+                                reactor [default: the available parallelism]
+    --accept reuseport|handoff  With several threads: each reactor its own
+                                SO_REUSEPORT listener (the kernel spreads
+                                connections), or one acceptor dealing them round
+                                robin [default: reuseport]
     --auth-token TOKEN          Require `Authorization: Bearer TOKEN` (else 401)
     --allow-origin ORIGIN       Accept only this Origin (repeatable; else 403);
                                 requests without Origin are accepted [default: any]
     --protocol NAME             Subprotocol we speak (repeatable); the first the
                                 client offers is selected [default: none]
-    --max-connections N         Beyond this, answer 503 [default: 100000]
+    --max-connections N         Beyond this, answer 503 (over all threads)
+                                [default: 100000]
     --max-frame SIZE            Largest frame payload (1009) [default: 16MiB]
     --max-message SIZE          Largest message (1009) [default: 64MiB]
     --max-fragments N           Most frames per message (1008) [default: 131072]
@@ -56,8 +63,13 @@ optional iB): 16M = 16MiB = 16777216. SECS may have fractions (0.5).
 
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
 the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
-at once. /healthz answers 200 and /metrics Prometheus text (GET or HEAD,
-any query); other plain HTTP gets 426.
+at once. /healthz answers 200 (503 if a reactor failed or is stuck) and
+/metrics Prometheus text summed over the reactors (GET or HEAD, any query);
+other plain HTTP gets 426.
+
+With several threads, topics span the reactors: every subscriber of a topic
+sees its messages in one order (each topic is sequenced by one reactor). A
+reactor whose handler panics shuts the whole server down (exit 1).
 ";
 
 const BROADCAST_USAGE: &str = "\
@@ -84,6 +96,7 @@ const EVERYONE: &str = "all";
 
 /// Echo (or broadcast) every message; check the token and pick the
 /// subprotocol at the handshake.
+#[derive(Clone)]
 struct Echo {
     token: Option<String>,
     protocols: Vec<String>,
@@ -168,6 +181,8 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         service,
     };
     let mut origins = Vec::new();
+    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut accept = Accept::default();
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let name = match arg {
@@ -193,6 +208,16 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         let usize_max = usize::MAX as u64;
         match n {
             "addr" => addr = value()?,
+            "threads" => threads = args::count(n, &value()?, 1..=1024)? as usize,
+            "accept" => {
+                accept = match value()?.as_str() {
+                    "reuseport" => Accept::ReusePort,
+                    "handoff" => Accept::Handoff,
+                    other => {
+                        return Err(format!("--accept: '{other}' is not reuseport or handoff"))
+                    }
+                }
+            }
             "auth-token" => handler.token = Some(non_empty(n, value()?)?),
             "allow-origin" => origins.push(non_empty(n, value()?)?),
             "protocol" => handler.protocols.push(non_empty(n, value()?)?),
@@ -247,14 +272,12 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
     if !origins.is_empty() {
         cfg.allowed_origins = Some(origins);
     }
-    let server = Server::bind(addr.as_str(), cfg, handler)
+    let server = Cluster::bind_with(addr.as_str(), cfg, threads, accept, |_| handler.clone())
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     server
         .shutdown_on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    server
-        .run()
-        .map_err(|e| format!("event loop failed: {e}"))?;
+    server.run().map_err(|e| format!("server failed: {e}"))?;
     log::info!("stopped");
     Ok(())
 }

@@ -19,7 +19,7 @@ pub use classify::classify;
 pub use reject::{Reject, RejectReason};
 pub use request::{parse_request, Request};
 pub use response::{
-    answer_plain, default_http_response, reason_phrase, write_accept, write_head_response,
-    write_reject, write_response, PlainAnswer,
+    answer_plain, default_http_response, is_health_check, reason_phrase, write_accept,
+    write_head_response, write_reject, write_response, PlainAnswer,
 };
 pub use upgrade::{Outcome, PlainHttp, Upgrade};

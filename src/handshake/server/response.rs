@@ -194,6 +194,13 @@ pub fn answer_plain(
 /// The health-check path.
 const HEALTHZ: &str = "/healthz";
 
+/// Is `req` a `GET` or `HEAD` of `/healthz` (whatever the query)? A server
+/// that can be partly down checks this before [`answer_plain`] and answers
+/// 503 itself.
+pub fn is_health_check(req: &PlainHttp<'_>) -> bool {
+    matches!(req.method, "GET" | "HEAD") && path_of(req.path) == HEALTHZ
+}
+
 /// A request target without its query (RFC 9112 §3.2: origin-form is
 /// `absolute-path [ "?" query ]`) and without a fragment, which a client
 /// should not send but some do.
@@ -327,6 +334,18 @@ mod tests {
         let ok = "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\n\
                   Connection: close\r\nContent-Length: 3\r\n\r\n";
         for path in ["/healthz", "/healthz?probe=1", "/healthz?", "/healthz#x"] {
+            assert!(is_health_check(&PlainHttp {
+                method: "GET",
+                path
+            }));
+            assert!(is_health_check(&PlainHttp {
+                method: "HEAD",
+                path
+            }));
+            assert!(!is_health_check(&PlainHttp {
+                method: "POST",
+                path
+            }));
             assert_eq!(
                 plain("GET", path, None),
                 (format!("{ok}ok\n"), PlainAnswer::Written)

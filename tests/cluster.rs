@@ -1,0 +1,316 @@
+//! Several reactors as one server, over loopback: connections land on every
+//! reactor and all work, a room whose members sit on different reactors sees
+//! one order, the connection limit is global, `/metrics` sums the reactors,
+//! a graceful shutdown closes everyone everywhere, and a handler's panic
+//! takes the whole server down cleanly.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use common::*;
+use wsreactor::{Accept, Cluster, Ctx, Handler, Message, Remote, ServerConfig};
+
+/// Greets with its reactor's number; text commands; binary to the room.
+#[derive(Debug)]
+struct Node {
+    index: usize,
+}
+
+impl Handler for Node {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        assert_eq!(ctx.control().reactor(), self.index);
+        let _ = ctx.send_text(&format!("r{}", self.index));
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        match msg {
+            Message::Binary(_) => {
+                ctx.publish("room", msg);
+            }
+            Message::Text("join") => {
+                ctx.subscribe("room").unwrap();
+                ctx.send_text("joined").unwrap();
+            }
+            Message::Text("boom") => panic!("boom on reactor {}", self.index),
+            Message::Text(t) => {
+                let reply = format!("r{}:{t}", self.index);
+                ctx.send_text(&reply).unwrap();
+            }
+        }
+    }
+}
+
+struct Running {
+    addr: SocketAddr,
+    remote: Remote,
+    thread: JoinHandle<std::io::Result<Vec<Node>>>,
+}
+
+fn start(threads: usize, accept: Accept, config: ServerConfig) -> Running {
+    let cluster = Cluster::bind_with("127.0.0.1:0", config, threads, accept, |index| Node {
+        index,
+    })
+    .unwrap();
+    assert_eq!(cluster.threads(), threads);
+    let addr = cluster.local_addr();
+    let remote = cluster.stopper();
+    let thread = std::thread::spawn(move || cluster.run());
+    Running {
+        addr,
+        remote,
+        thread,
+    }
+}
+
+/// A client and the reactor that serves it (from its greeting).
+fn join(addr: SocketAddr) -> (WsClient, usize) {
+    let mut c = WsClient::connect(addr);
+    let hello = c.recv();
+    let text = String::from_utf8(hello.payload).unwrap();
+    let index = text.strip_prefix('r').unwrap().parse().unwrap();
+    (c, index)
+}
+
+/// Connect until every one of `reactors` serves at least `each` clients.
+fn clients_everywhere(addr: SocketAddr, reactors: usize, each: usize) -> Vec<(WsClient, usize)> {
+    let mut all = Vec::new();
+    for _ in 0..400 {
+        let counts = (0..reactors)
+            .map(|r| all.iter().filter(|(_, i)| *i == r).count())
+            .collect::<Vec<_>>();
+        if counts.iter().all(|&n| n >= each) {
+            return all;
+        }
+        let (c, index) = join(addr);
+        if counts[index] < each {
+            all.push((c, index));
+        }
+    }
+    panic!("connections never reached every reactor");
+}
+
+fn text(c: &mut WsClient) -> String {
+    let f = c.recv();
+    assert_eq!(f.opcode, OP_TEXT);
+    String::from_utf8(f.payload).unwrap()
+}
+
+#[test]
+fn connections_land_on_every_reactor_and_all_work() {
+    for accept in [Accept::ReusePort, Accept::Handoff] {
+        let server = start(2, accept, ServerConfig::default());
+        let mut clients: Vec<(WsClient, usize)> = (0..40).map(|_| join(server.addr)).collect();
+        let on0 = clients.iter().filter(|(_, i)| *i == 0).count();
+        assert!(0 < on0 && on0 < 40, "{accept:?}: {on0} of 40 on reactor 0");
+        if accept == Accept::Handoff {
+            assert_eq!(on0, 20, "round robin");
+        }
+        for (n, (c, index)) in clients.iter_mut().enumerate() {
+            c.send(OP_TEXT, format!("hello {n}").as_bytes());
+            assert_eq!(text(c), format!("r{index}:hello {n}"));
+        }
+        server.remote.stop();
+        let handlers = server.thread.join().unwrap().unwrap();
+        assert_eq!(handlers.iter().map(|h| h.index).collect::<Vec<_>>(), [0, 1]);
+    }
+}
+
+/// Two publishers on different reactors send at once; every member, on
+/// either reactor, must see the same interleaving. (Were each publish
+/// delivered at once on its own reactor and later on the other, members
+/// of the two reactors would see their own publisher's messages first.)
+#[test]
+fn a_room_across_reactors_sees_one_order() {
+    const EACH: u16 = 400;
+    let server = start(2, Accept::ReusePort, ServerConfig::default());
+    let mut members = clients_everywhere(server.addr, 2, 3);
+    for (c, _) in &mut members {
+        c.send(OP_TEXT, b"join");
+        assert_eq!(text(c), "joined");
+    }
+    // One publisher on each reactor (they are members too).
+    let p0 = members.iter().position(|(_, i)| *i == 0).unwrap();
+    let p1 = members.iter().position(|(_, i)| *i == 1).unwrap();
+    let writers: Vec<_> = [(p0, 0u8), (p1, 1u8)]
+        .into_iter()
+        .map(|(at, tag)| {
+            let mut stream = members[at].0.stream.try_clone().unwrap();
+            // Frames built up front, so the writes race as hard as they can.
+            let mut masker =
+                WsClient::from_parts(members[at].0.stream.try_clone().unwrap(), Vec::new());
+            let frames: Vec<Vec<u8>> = (0..EACH)
+                .map(|seq| {
+                    let [hi, lo] = seq.to_be_bytes();
+                    masker.frame(true, OP_BINARY, &[tag, hi, lo])
+                })
+                .collect();
+            std::thread::spawn(move || {
+                for f in frames {
+                    stream.write_all(&f).unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap();
+    }
+    let mut orders = Vec::new();
+    for (c, index) in &mut members {
+        let mut seen = Vec::with_capacity(2 * usize::from(EACH));
+        for _ in 0..2 * EACH {
+            let f = c.recv();
+            assert_eq!(f.opcode, OP_BINARY);
+            seen.push((
+                f.payload[0],
+                u16::from_be_bytes([f.payload[1], f.payload[2]]),
+            ));
+        }
+        // Each publisher's own order holds.
+        for tag in [0, 1] {
+            let mine: Vec<u16> = seen.iter().filter(|m| m.0 == tag).map(|m| m.1).collect();
+            assert_eq!(mine, (0..EACH).collect::<Vec<_>>());
+        }
+        orders.push((*index, seen));
+    }
+    let (first_reactor, first) = &orders[0];
+    for (index, order) in &orders[1..] {
+        let at = first.iter().zip(order).position(|(a, b)| a != b);
+        assert!(
+            at.is_none(),
+            "a member on reactor {index} and one on reactor {first_reactor} differ at message {at:?}"
+        );
+    }
+    server.remote.stop();
+    server.thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn graceful_shutdown_closes_every_connection_on_every_reactor() {
+    let server = start(2, Accept::ReusePort, ServerConfig::default());
+    let mut clients = clients_everywhere(server.addr, 2, 2);
+    server.remote.shutdown();
+    for (c, _) in &mut clients {
+        c.expect_close(&close_payload(1001, b"server shutting down"));
+        c.send(OP_CLOSE, &close_payload(1001, b""));
+        c.expect_eof();
+    }
+    let handlers = server.thread.join().unwrap().unwrap();
+    assert_eq!(handlers.len(), 2);
+}
+
+#[test]
+fn a_panicking_handler_takes_the_server_down_cleanly() {
+    let server = start(2, Accept::ReusePort, ServerConfig::default());
+    let mut clients = clients_everywhere(server.addr, 2, 2);
+    let at = clients.iter().position(|(_, i)| *i == 1).unwrap();
+    let (mut victim, _) = clients.remove(at);
+    victim.send(OP_TEXT, b"boom");
+    // The panicking reactor's connections just end.
+    let mut rest = Vec::new();
+    let _ = victim.stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no close frame from a failed reactor");
+    for (c, index) in &mut clients {
+        if *index == 0 {
+            // The healthy reactor closes its connections gracefully.
+            c.expect_close(&close_payload(1001, b"server shutting down"));
+            c.send(OP_CLOSE, &close_payload(1001, b""));
+            c.expect_eof();
+        } else {
+            let mut rest = Vec::new();
+            let _ = c.stream.read_to_end(&mut rest);
+            assert!(rest.is_empty());
+        }
+    }
+    let err = server.thread.join().unwrap().unwrap_err();
+    let why = err.to_string();
+    assert!(why.contains("reactor 1"), "{why}");
+    assert!(why.contains("boom on reactor 1"), "{why}");
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = tcp(addr);
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    lossy(&read_to_eof(&mut s))
+}
+
+fn metric(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("{name} missing:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_sum_every_reactor_and_health_covers_them() {
+    let server = start(2, Accept::Handoff, ServerConfig::default());
+    let mut clients: Vec<_> = (0..6).map(|_| join(server.addr)).collect();
+    for (c, _) in &mut clients {
+        for i in 0..5 {
+            c.send(OP_TEXT, format!("m{i}").as_bytes());
+            text(c);
+        }
+    }
+    let body = http_get(server.addr, "/metrics");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert_eq!(metric(&body, "wsreactor_messages_in_total"), 30);
+    assert_eq!(metric(&body, "wsreactor_connections_open"), 6);
+    for r in 0..2 {
+        let name = format!("wsreactor_reactor_messages_in_total{{reactor=\"{r}\"}}");
+        assert_eq!(metric(&body, &name), 15, "round robin: 3 clients each");
+    }
+    let health = http_get(server.addr, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    server.remote.stop();
+    server.thread.join().unwrap().unwrap();
+}
+
+#[test]
+fn the_connection_limit_is_global() {
+    let config = ServerConfig {
+        max_connections: 4,
+        ..ServerConfig::default()
+    };
+    let server = start(2, Accept::ReusePort, config);
+    let mut held: Vec<_> = (0..4).map(|_| join(server.addr)).collect();
+    let mut per: HashMap<usize, usize> = HashMap::new();
+    for (_, i) in &held {
+        *per.entry(*i).or_default() += 1;
+    }
+    // Whatever the spread, the fifth is refused by the reactor it reaches.
+    for _ in 0..4 {
+        let mut s = tcp(server.addr);
+        s.write_all(&upgrade_request("/")).unwrap();
+        let answer = lossy(&read_to_eof(&mut s));
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    }
+    // A slot freed on one reactor serves a connection on any.
+    let (mut gone, _) = held.pop().unwrap();
+    gone.send(OP_CLOSE, &close_payload(1000, b""));
+    gone.expect_close(&close_payload(1000, b""));
+    gone.expect_eof();
+    // The server holds the socket until our FIN (its lingering close).
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(100));
+    let (mut again, _) = join(server.addr);
+    again.send(OP_TEXT, b"x");
+    assert!(text(&mut again).ends_with(":x"));
+    server.remote.stop();
+    server.thread.join().unwrap().unwrap();
+    assert!(!per.is_empty());
+}
+
+#[test]
+fn zero_threads_is_an_error() {
+    let err = Cluster::bind("127.0.0.1:0", ServerConfig::default(), 0, |index| Node {
+        index,
+    })
+    .unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
