@@ -220,3 +220,111 @@ fn zero_allocations_per_published_message() {
         "allocations on the reactor thread across {MEASURED} publishes to {SUBSCRIBERS}"
     );
 }
+
+/// One reactor of a two-reactor cluster: counts its thread's allocations
+/// across the measured window of what it handles (publishes on reactor 0,
+/// acknowledgements on reactor 1).
+#[derive(Debug, Default)]
+struct CountingNode {
+    topic: String,
+    handled: u64,
+    at_start: u64,
+    at_end: u64,
+}
+
+impl Handler for CountingNode {
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        ctx.subscribe(&self.topic).unwrap();
+    }
+
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        self.handled += 1;
+        if self.handled == WARMUP {
+            self.at_start = thread_allocations();
+        } else if self.handled == WARMUP + MEASURED {
+            self.at_end = thread_allocations();
+        }
+        if let Message::Binary(_) = msg {
+            let topic = std::mem::take(&mut self.topic);
+            ctx.publish_others(&topic, msg);
+            self.topic = topic;
+        }
+    }
+}
+
+/// The reactor that sequences `topic` among `n` (the library's FNV-1a).
+fn owner(topic: &str, n: u64) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in topic.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h % n
+}
+
+/// Publishes that cross reactors allocate nothing in steady state either,
+/// on either reactor: the publisher's reactor (0) routes each publish to
+/// the topic's owner (1), which delivers it to its subscriber and sends it
+/// back for reactor 0's subscriber (inbox, wake, shared frame, interned
+/// topic name).
+#[test]
+fn zero_allocations_per_publish_across_reactors() {
+    let topic = (0..100)
+        .map(|i| format!("room{i}"))
+        .find(|t| owner(t, 2) == 1)
+        .unwrap();
+    let name = topic.clone();
+    let cluster = wsreactor::Cluster::bind_with(
+        "127.0.0.1:0",
+        ServerConfig::default(),
+        2,
+        wsreactor::Accept::Handoff,
+        move |_| CountingNode {
+            topic: name.clone(),
+            ..CountingNode::default()
+        },
+    )
+    .unwrap();
+    let addr = cluster.local_addr();
+    let remote = cluster.stopper();
+    let thread = std::thread::spawn(move || cluster.run());
+    // Handed out round robin: reactor 0, 1, 0.
+    let mut publisher = WsClient::connect(addr);
+    let mut far = WsClient::connect(addr);
+    let mut near = WsClient::connect(addr);
+    let payloads = [binary(20), binary(1024)];
+    let frames: Vec<Vec<u8>> = payloads
+        .iter()
+        .map(|p| server_frame(OP_BINARY, p))
+        .collect();
+    let mut got = vec![0u8; 2048];
+    for i in 0..WARMUP + MEASURED {
+        let k = (i % 2) as usize;
+        publisher.send(OP_BINARY, &payloads[k]);
+        for c in [&mut near, &mut far] {
+            let got = &mut got[..frames[k].len()];
+            c.stream.read_exact(got).unwrap();
+            assert!(got == frames[k].as_slice(), "delivery {i} differs");
+        }
+        // Counted on reactor 1, the far subscriber's.
+        far.send(OP_TEXT, b"ack");
+    }
+    // The last acknowledgement is in once its reply to a ping is.
+    far.send(OP_PING, b"");
+    assert_eq!(far.recv().opcode, OP_PONG);
+    remote.stop();
+    let nodes = thread.join().unwrap().unwrap();
+    assert_eq!(
+        nodes[0].handled,
+        WARMUP + MEASURED,
+        "publishes on reactor 0"
+    );
+    assert_eq!(nodes[1].handled, WARMUP + MEASURED, "acks on reactor 1");
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(
+            n.at_end - n.at_start,
+            0,
+            "allocations on reactor {i} across {MEASURED} cross-reactor publishes"
+        );
+    }
+}

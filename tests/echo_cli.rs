@@ -1,5 +1,5 @@
-//! `wsreactor echo` as a process: signals end it gracefully, and it stays
-//! single-threaded (no signal thread).
+//! `wsreactor echo` as a process: signals end it gracefully, and it runs
+//! one thread per reactor (no signal thread).
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -96,17 +96,19 @@ fn echo_once(client: &mut WsClient) {
 }
 
 #[test]
-fn the_echo_server_runs_on_one_thread() {
-    let server = Echo::spawn(&[]);
-    let mut client = WsClient::connect(server.addr);
-    echo_once(&mut client);
-    assert_eq!(threads(server.pid()), 1);
+fn the_echo_server_runs_one_thread_per_reactor() {
+    for n in [1usize, 2, 3] {
+        let server = Echo::spawn(&["--threads", &n.to_string()]);
+        let mut client = WsClient::connect(server.addr);
+        echo_once(&mut client);
+        assert_eq!(threads(server.pid()), n);
+    }
 }
 
 #[test]
 fn sigterm_closes_every_connection_with_1001_then_exits_0() {
-    for signal in ["TERM", "INT"] {
-        let mut server = Echo::spawn(&["--shutdown-timeout", "30"]);
+    for (signal, threads) in [("TERM", "1"), ("INT", "1"), ("TERM", "2")] {
+        let mut server = Echo::spawn(&["--shutdown-timeout", "30", "--threads", threads]);
         let mut a = WsClient::connect(server.addr);
         let mut b = WsClient::connect(server.addr);
         echo_once(&mut a);
