@@ -34,7 +34,7 @@ fn version() {
 
 #[test]
 fn bad_echo_values_name_their_option() {
-    let cases: [(&[&str], &str); 14] = [
+    let cases: [(&[&str], &str); 17] = [
         (
             &["--max-frame", "0"],
             "--max-frame: '0' is out of range (1 to ",
@@ -77,6 +77,18 @@ fn bad_echo_values_name_their_option() {
             "--ping-interval: 'often' is not a number of seconds",
         ),
         (&["--auth-token", ""], "--auth-token: the value is empty"),
+        (
+            &["--threads", "0"],
+            "--threads: '0' is out of range (1 to 1024)",
+        ),
+        (
+            &["--threads", "two"],
+            "--threads: 'two' is not a whole number",
+        ),
+        (
+            &["--accept", "magic"],
+            "--accept: 'magic' is not reuseport or handoff",
+        ),
         (&["--max-frame"], "--max-frame: missing argument"),
         (
             &["--frobnicate"],

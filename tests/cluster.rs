@@ -306,6 +306,33 @@ fn the_connection_limit_is_global() {
     assert!(!per.is_empty());
 }
 
+/// Bad input reaching any reactor is refused there, and the server serves
+/// on: a malformed request line, a frame with reserved bits, an oversized
+/// header block.
+#[test]
+fn bad_input_on_any_reactor_is_refused_and_the_rest_serve_on() {
+    let server = start(2, Accept::Handoff, ServerConfig::default());
+    for _ in 0..2 {
+        // Handed out alternately: each reactor gets one of each.
+        let mut s = tcp(server.addr);
+        s.write_all(b"GARBAGE / HTTP/9.9\r\n\r\n").unwrap();
+        let answer = lossy(&read_to_eof(&mut s));
+        assert!(answer.starts_with("HTTP/1.1 505"), "{answer}");
+        let (mut c, _) = join(server.addr);
+        c.send_raw(&frame(true, 0x40, OP_TEXT, Some([1, 2, 3, 4]), b"x"));
+        let f = c.recv();
+        assert_eq!(f.opcode, OP_CLOSE);
+        assert_eq!(f.payload[..2], 1002u16.to_be_bytes());
+    }
+    let mut clients: Vec<_> = (0..4).map(|_| join(server.addr)).collect();
+    for (c, index) in &mut clients {
+        c.send(OP_TEXT, b"still");
+        assert_eq!(text(c), format!("r{index}:still"));
+    }
+    server.remote.stop();
+    server.thread.join().unwrap().unwrap();
+}
+
 #[test]
 fn zero_threads_is_an_error() {
     let err = Cluster::bind("127.0.0.1:0", ServerConfig::default(), 0, |index| Node {
