@@ -319,7 +319,7 @@ fn bad_input_on_any_reactor_is_refused_and_the_rest_serve_on() {
         let answer = lossy(&read_to_eof(&mut s));
         assert!(answer.starts_with("HTTP/1.1 505"), "{answer}");
         let (mut c, _) = join(server.addr);
-        c.send_raw(&frame(true, 0x40, OP_TEXT, Some([1, 2, 3, 4]), b"x"));
+        c.send_raw(&frame(true, 0b100, OP_TEXT, Some([1, 2, 3, 4]), b"x"));
         let f = c.recv();
         assert_eq!(f.opcode, OP_CLOSE);
         assert_eq!(f.payload[..2], 1002u16.to_be_bytes());
