@@ -43,7 +43,14 @@
 #      <date>-fanout.md and <date>-fanout.jsonl: deliveries/s, paired
 #      ratios to raw TCP, server CPU per delivery, latency. Fails at once if
 #      the wsreactor build has no `broadcast` subcommand.
-# --phase all: both. --phase echo (the default): phases 1-3.
+# --phase all: both. --phase echo (the default): phases 1-3. wsreactor runs
+# one reactor (`--threads 1`) in these phases, pinned to one CPU.
+#
+# --threads N: instead, the scaling phase of benches/cores.sh (needs 2N
+# CPUs): `wsreactor echo --threads T` for T = 1, 2, 4, ..., N on CPUs
+# 0..T-1, N load generators on CPUs N..2N-1; msg/s, scaling efficiency and
+# CPU per echo in <date>-scaling.md. On a 2-CPU machine, benches/cores.sh
+# without --threads measures the multi-reactor costs instead.
 #
 # Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
 # free, and for the fan-out phase BASE+12..BASE+14, BASE+20..BASE+21),
@@ -57,7 +64,8 @@ ROOT=$PWD
 QUICK=0
 REPORT_ONLY=
 PHASE=echo
-usage() { echo "usage: $0 [--quick] [--phase echo|fanout|all] | --report RESULTS.jsonl" >&2; exit 2; }
+usage() { echo "usage: $0 [--quick] [--phase echo|fanout|all] | --threads N [--quick] | --report RESULTS.jsonl" >&2; exit 2; }
+THREADS=
 while (($#)); do
   case $1 in
     --quick) QUICK=1 ;;
@@ -65,11 +73,16 @@ while (($#)); do
     --phase)
       PHASE=${2:-}; shift || true
       case $PHASE in echo|fanout|all) ;; *) usage ;; esac ;;
-    -h|--help) sed -n '2,50p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --threads) THREADS=${2:-}; shift || true; [[ $THREADS =~ ^[1-9][0-9]*$ ]] || usage ;;
+    -h|--help) sed -n '2,58p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) usage ;;
   esac
   shift
 done
+if [[ -n $THREADS ]]; then
+  quick=(); ((QUICK)) && quick=(--quick)
+  exec "$ROOT/benches/cores.sh" --threads "$THREADS" ${quick[@]+"${quick[@]}"}
+fi
 RUN_ECHO=0; RUN_FANOUT=0
 [[ $PHASE == echo || $PHASE == all ]] && RUN_ECHO=1
 [[ $PHASE == fanout || $PHASE == all ]] && RUN_FANOUT=1
@@ -624,7 +637,7 @@ start_server() {  # name
   local cmd
   case $1 in
     raw-tcp|raw-tcp-wire) cmd=("$PEERS/raw-tcp-echo" --addr "$addr") ;;
-    wsreactor) cmd=("$WSR" echo --addr "$addr") ;;
+    wsreactor) cmd=("$WSR" echo --threads 1 --addr "$addr") ;;
     tokio-tungstenite) cmd=("$PEERS/tokio-tungstenite-echo" --addr "$addr") ;;
     fastwebsockets) cmd=("$PEERS/fastwebsockets-echo" --addr "$addr") ;;
   esac
@@ -839,7 +852,7 @@ if ((RUN_FANOUT)); then
       "$PEERS/raw-tcp-broadcast" --addr "127.0.0.1:${FAN_PORT[raw-tcp@$size]}" --size "$size"
     RUNNING[raw-tcp@$size]=$SERVER_PID
   done
-  launch fan-wsreactor "${FAN_PORT[wsreactor]}" "$WSR" broadcast --addr "127.0.0.1:${FAN_PORT[wsreactor]}"
+  launch fan-wsreactor "${FAN_PORT[wsreactor]}" "$WSR" broadcast --threads 1 --addr "127.0.0.1:${FAN_PORT[wsreactor]}"
   RUNNING[wsreactor]=$SERVER_PID
   launch fan-tokio-tungstenite "${FAN_PORT[tokio-tungstenite]}" \
     "$PEERS/tokio-tungstenite-broadcast" --addr "127.0.0.1:${FAN_PORT[tokio-tungstenite]}"

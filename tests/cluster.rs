@@ -263,6 +263,8 @@ fn metrics_sum_every_reactor_and_health_covers_them() {
     for r in 0..2 {
         let name = format!("wsreactor_reactor_messages_in_total{{reactor=\"{r}\"}}");
         assert_eq!(metric(&body, &name), 15, "round robin: 3 clients each");
+        let name = format!("wsreactor_reactor_connections_open{{reactor=\"{r}\"}}");
+        assert_eq!(metric(&body, &name), 3);
     }
     let health = http_get(server.addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");

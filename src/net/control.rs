@@ -310,7 +310,7 @@ impl<'a> Control<'a> {
         self.hub.topics.unsubscribe(id, topic)
     }
 
-    /// Number of subscribers of `topic`.
+    /// Number of subscribers of `topic` (on this reactor).
     pub fn subscribers(&self, topic: &str) -> usize {
         self.hub.topics.subscribers(topic).len()
     }
@@ -323,6 +323,15 @@ impl<'a> Control<'a> {
     /// [`ServerConfig::max_subscriber_backlog`](crate::ServerConfig::max_subscriber_backlog)
     /// gets [`ServerConfig::on_slow_subscriber`](crate::ServerConfig::on_slow_subscriber)
     /// instead.
+    ///
+    /// In a [`Cluster`](super::Cluster) of several reactors, the publish
+    /// reaches the subscribers of every reactor, and every subscriber sees
+    /// a topic's messages in one order: the topic's owner reactor (a fixed
+    /// hash of its name) sequences every publish to it and hands the shared
+    /// frame to the other reactors. The count returned is then only the
+    /// deliveries queued on this reactor at once (0 when another reactor
+    /// owns the topic: even this reactor's subscribers get it after the
+    /// round trip through the owner).
     pub fn publish(&mut self, topic: &str, msg: Message<'_>) -> usize {
         self.publish_except(topic, msg, None)
     }
@@ -386,7 +395,7 @@ impl<'a> Control<'a> {
         }
     }
 
-    /// Number of connections held (in any state).
+    /// Number of connections held (in any state) by this reactor.
     pub fn connections(&self) -> usize {
         self.hub.conns.len()
     }

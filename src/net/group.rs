@@ -441,7 +441,13 @@ pub(crate) fn render(parts: &mut [Part]) -> String {
     let held = parts.iter().map(|p| p.held).sum();
     let mut s = sum.render(queued, held);
     type Series = (&'static str, &'static str, &'static str, fn(&Part) -> u64);
-    let series: [Series; 4] = [
+    let series: [Series; 5] = [
+        (
+            "reactor_connections_open",
+            "gauge",
+            "WebSocket connections open, per reactor.",
+            |p| p.metrics.connections_open,
+        ),
         (
             "reactor_connections_held",
             "gauge",
