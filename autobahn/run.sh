@@ -26,7 +26,11 @@
 #                            run from the repo root with bash; it must listen on
 #                            127.0.0.1:$AUTOBAHN_PORT. When set, cargo build is
 #                            skipped. Default:
-#                            target/release/wsreactor echo --deflate --addr 127.0.0.1:$AUTOBAHN_PORT
+#                            target/release/wsreactor echo --deflate --threads $AUTOBAHN_THREADS --addr 127.0.0.1:$AUTOBAHN_PORT
+#   AUTOBAHN_THREADS         server mode: reactors of the server under test
+#                            (default 2: the suite's connections land on both,
+#                            so the multi-reactor server is what passes; 1 is
+#                            a single reactor)
 #   AUTOBAHN_START_TIMEOUT   seconds to wait for the server's port (default 10)
 #   AUTOBAHN_SUITE_TIMEOUT   seconds before the suite is aborted (default 1800)
 #
@@ -230,7 +234,7 @@ server)
         log "WSREACTOR_CMD set; skipping cargo build"
     else
         build_binary
-        SERVER_CMD="$BIN echo --deflate --addr $HOST:$PORT"
+        SERVER_CMD="$BIN echo --deflate --threads ${AUTOBAHN_THREADS:-2} --addr $HOST:$PORT"
     fi
     KIND=servers; TEMPLATE=fuzzingclient.json; EXPECTED="expected-results"
     BG_NAME=server; BG_LOG="$REPORTS/server.log"; BG_DIR=$ROOT

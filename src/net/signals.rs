@@ -70,8 +70,9 @@ impl Remote {
             let seen = Arc::clone(&seen);
             #[allow(unsafe_code)]
             // SAFETY: the handler is async-signal-safe: an atomic increment,
-            // atomic stores, and one write(2) to the reactor's eventfd (mio's
-            // `Waker`); no allocation and no lock. (`Remote::wake` logs only
+            // atomic stores, and one write(2) to each reactor's eventfd
+            // (mio's `Waker`; a `Cluster` has one per reactor, in a slice
+            // allocated before); no allocation and no lock. (`Remote::wake` logs only
             // if that write fails, which a live eventfd does not do: mio
             // resets a full counter and retries.) The reactor logs the
             // shutdown itself.
