@@ -335,6 +335,38 @@ fn bad_input_on_any_reactor_is_refused_and_the_rest_serve_on() {
     server.thread.join().unwrap().unwrap();
 }
 
+/// The frame and message limits hold on every reactor, and their closes
+/// are counted in the summed metrics.
+#[test]
+fn limits_hold_on_every_reactor() {
+    let config = ServerConfig {
+        protocol: wsreactor::proto::Config {
+            max_frame_size: 1024,
+            max_message_size: 1500,
+            ..wsreactor::proto::Config::default()
+        },
+        ..ServerConfig::default()
+    };
+    let server = start(2, Accept::Handoff, config);
+    for _ in 0..2 {
+        // Handed out alternately: each pair lands on both reactors.
+        let (mut at, index) = join(server.addr);
+        let limit = utf8_text(1024);
+        at.send(OP_TEXT, limit.as_bytes());
+        assert_eq!(text(&mut at), format!("r{index}:{limit}"));
+        let (mut over, _) = join(server.addr);
+        over.send_raw(&header(true, 0, OP_BINARY, Some(RFC_MASK), 1025));
+        over.expect_close(&close_payload(1009, b""));
+    }
+    let body = http_get(server.addr, "/metrics");
+    assert_eq!(
+        metric(&body, "wsreactor_close_codes_sent_total{code=\"1009\"}"),
+        2
+    );
+    server.remote.stop();
+    server.thread.join().unwrap().unwrap();
+}
+
 #[test]
 fn zero_threads_is_an_error() {
     let err = Cluster::bind("127.0.0.1:0", ServerConfig::default(), 0, |index| Node {
