@@ -128,14 +128,19 @@ if [[ -z $THREADS ]]; then
   echo "== a. CPU per echo at equal load, b. CPU per delivery: $REPS repetition(s) of ${WARMUP}s + ${DURATION}s; logs in $LOGDIR" >&2
   for ((rep = 0; rep < REPS; rep++)); do
     order=(1 2); ((rep % 2)) && order=(2 1)
-    for t in "${order[@]}"; do
-      start "$SCPU" "$P_ECHO" "$WSR" echo --threads "$t" --addr "127.0.0.1:$P_ECHO"
-      if json=$(taskset -c "$CCPU" "$WSR" bench --url "ws://127.0.0.1:$P_ECHO/" --connections 100 --size 20 \
-            --rate 60000 --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json -q 2>>"$LOGDIR/bench.log"); then
-        record echo "$t" "$rep" "$json"
-        python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   echo      --threads %s: %8.0f msg/s  server CPU %5.1f%%  %.3f us/echo" % (sys.argv[2], r["msg_per_s"], r["server_cpu_pct"], r["server_cpu_us_per_msg"]))' "$json" "$t" >&2
-      else echo "   echo --threads $t: FAILED (see $LOGDIR/bench.log)" >&2; fi
-      stop
+    # echo: the default scheduler, then SCHED_BATCH (no wake-up preemption
+    # between the two reactors sharing the CPU; see the report).
+    for kind in echo echo-batch; do
+      sched=(); [[ $kind == echo-batch ]] && sched=(chrt --batch 0)
+      for t in "${order[@]}"; do
+        start "$SCPU" "$P_ECHO" ${sched[@]+"${sched[@]}"} "$WSR" echo --threads "$t" --addr "127.0.0.1:$P_ECHO"
+        if json=$(taskset -c "$CCPU" "$WSR" bench --url "ws://127.0.0.1:$P_ECHO/" --connections 100 --size 20 \
+              --rate 60000 --duration "$DURATION" --warmup "$WARMUP" --server-pid "$SERVER_PID" --json -q 2>>"$LOGDIR/bench.log"); then
+          record "$kind" "$t" "$rep" "$json"
+          python3 -c 'import json,sys; r=json.loads(sys.argv[1]); print("   %-10s --threads %s: %8.0f msg/s  server CPU %5.1f%%  %.3f us/echo" % (sys.argv[3], sys.argv[2], r["msg_per_s"], r["server_cpu_pct"], r["server_cpu_us_per_msg"]))' "$json" "$t" "$kind" >&2
+        else echo "   $kind --threads $t: FAILED (see $LOGDIR/bench.log)" >&2; fi
+        stop
+      done
     done
     for t in "${order[@]}"; do
       start "$SCPU" "$P_FAN" "$WSR" broadcast --threads "$t" --accept handoff --addr "127.0.0.1:$P_FAN"
@@ -276,6 +281,21 @@ if any(r["kind"] == "echo" for r in rows):
               f"{span([r['server_cpu_us_per_msg'] for r in rs])} | {med([r['latency_us']['p50'] for r in rs]):.1f} | "
               f"{med([r['latency_us']['p99'] for r in rs]):.1f} |")
     w(f"\nPaired ratio, CPU per echo of 2 reactors / 1 reactor (median, min-max): **{span(paired('echo', 'server_cpu_us_per_msg'))}** (target: <= 1.02).\n")
+if any(r["kind"] == "echo-batch" for r in rows):
+    w("### a'. The same under SCHED_BATCH (`chrt --batch 0`)\n")
+    w("Two reactors sharing one CPU preempt each other at every wake-up under the default scheduler, so each "
+      "wakes for one or two messages where a lone reactor handles a batch: the CPU per echo above is mostly "
+      "that ping-pong, which two reactors on two cores do not have. SCHED_BATCH turns wake-up preemption "
+      "off for the server (both servers alike); what remains is the reactors' own cost. Latency is not "
+      "comparable to the default runs (the batches wait for the scheduler's tick).\n")
+    w("| server | msg/s | server CPU | CPU per echo (us) |")
+    w("|---|---|---|---|")
+    for t in (1, 2):
+        rs = [r["run"] for r in rows if r["kind"] == "echo-batch" and r["threads"] == t and r.get("run")]
+        if rs:
+            w(f"| echo --threads {t} | {med([r['msg_per_s'] for r in rs]):,.0f} | {med([r['server_cpu_pct'] for r in rs]):.1f}% | "
+              f"{span([r['server_cpu_us_per_msg'] for r in rs])} |")
+    w(f"\nPaired ratio, CPU per echo of 2 reactors / 1 reactor (median, min-max): **{span(paired('echo-batch', 'server_cpu_us_per_msg'))}**.\n")
 if any(r["kind"] == "fanout" for r in rows):
     w("## b. CPU per delivery: cross-reactor against same-reactor fan-out (1,000 x 20 B, 150 broadcasts/s, open loop)\n")
     w("`broadcast --threads 2 --accept handoff`: connections alternate between the reactors, so every "

@@ -83,8 +83,10 @@ pub struct Cluster<H> {
     remote: Remote,
 }
 
-/// Listening sockets of a `ReusePort` cluster: its backlog each.
-const BACKLOG: i32 = 1024;
+/// The accept backlog of each `ReusePort` listener: as long as the system
+/// allows (`net.core.somaxconn` caps it), as std's `TcpListener::bind`
+/// asks on Linux; a short one drops connection bursts.
+const BACKLOG: i32 = i32::MAX;
 
 impl<H: Handler + Send + 'static> Cluster<H> {
     /// Bind `threads` reactors to `addr` (the first address it resolves
