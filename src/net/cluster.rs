@@ -56,7 +56,9 @@ pub enum Accept {
 ///   trusted), every other reactor shuts down gracefully (1001), and
 ///   [`Cluster::run`] returns an error naming the reactor and the panic.
 ///
-/// With one thread it is exactly a [`Server`](super::Server).
+/// With one thread it is exactly a [`Server`](super::Server) (a panic in
+/// its handler unwinds out of [`Cluster::run`] as it does out of
+/// `Server::run`).
 ///
 /// ```no_run
 /// use wsreactor::{Cluster, Ctx, Handler, Message, ServerConfig};
