@@ -37,6 +37,8 @@ impl Handler for Node {
                 ctx.send_text("joined").unwrap();
             }
             Message::Text("boom") => panic!("boom on reactor {}", self.index),
+            // Longer than the 10 s after which /healthz reports a reactor.
+            Message::Text("stall") => std::thread::sleep(Duration::from_millis(10_800)),
             Message::Text(t) => {
                 let reply = format!("r{}:{t}", self.index);
                 ctx.send_text(&reply).unwrap();
@@ -269,6 +271,29 @@ fn metrics_sum_every_reactor_and_health_covers_them() {
     let health = http_get(server.addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    server.remote.stop();
+    server.thread.join().unwrap().unwrap();
+}
+
+/// A reactor stuck in a callback makes `/healthz` answer 503 from the
+/// others, and 200 again once it is back.
+#[test]
+fn health_reports_a_stuck_reactor() {
+    let server = start(2, Accept::Handoff, ServerConfig::default());
+    let (_first, r0) = join(server.addr);
+    let (mut second, r1) = join(server.addr);
+    assert_eq!((r0, r1), (0, 1), "handed out round robin");
+    second.send(OP_TEXT, b"stall");
+    std::thread::sleep(Duration::from_millis(10_300));
+    // The next connection is reactor 0's.
+    let health = http_get(server.addr, "/healthz");
+    assert!(health.starts_with("HTTP/1.1 503"), "{health}");
+    assert!(health.contains("reactor 1 busy for 10 s"), "{health}");
+    std::thread::sleep(Duration::from_millis(800));
+    for _ in 0..2 {
+        let health = http_get(server.addr, "/healthz");
+        assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    }
     server.remote.stop();
     server.thread.join().unwrap().unwrap();
 }
