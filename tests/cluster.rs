@@ -38,7 +38,7 @@ impl Handler for Node {
             }
             Message::Text("boom") => panic!("boom on reactor {}", self.index),
             // Longer than the 10 s after which /healthz reports a reactor.
-            Message::Text("stall") => std::thread::sleep(Duration::from_millis(10_800)),
+            Message::Text("stall") => std::thread::sleep(Duration::from_millis(12_500)),
             Message::Text(t) => {
                 let reply = format!("r{}:{t}", self.index);
                 ctx.send_text(&reply).unwrap();
@@ -276,7 +276,8 @@ fn metrics_sum_every_reactor_and_health_covers_them() {
 }
 
 /// A reactor stuck in a callback makes `/healthz` answer 503 from the
-/// others, and 200 again once it is back.
+/// others and `/metrics` answer without its part (not hang), and `/healthz`
+/// 200 again once it is back.
 #[test]
 fn health_reports_a_stuck_reactor() {
     let server = start(2, Accept::Handoff, ServerConfig::default());
@@ -289,7 +290,25 @@ fn health_reports_a_stuck_reactor() {
     let health = http_get(server.addr, "/healthz");
     assert!(health.starts_with("HTTP/1.1 503"), "{health}");
     assert!(health.contains("reactor 1 busy for 10 s"), "{health}");
-    std::thread::sleep(Duration::from_millis(800));
+    // The next connection goes to the stuck reactor: leave it waiting.
+    let _queued = tcp(server.addr);
+    let asked = std::time::Instant::now();
+    let body = http_get(server.addr, "/metrics");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("# wsreactor: no answer from reactor 1 within 1s"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(&body, "wsreactor_reactor_connections_open{reactor=\"0\"}"),
+        1
+    );
+    std::thread::sleep(Duration::from_millis(1500));
     for _ in 0..2 {
         let health = http_get(server.addr, "/healthz");
         assert!(health.starts_with("HTTP/1.1 200"), "{health}");

@@ -40,6 +40,10 @@ use crate::topics::MAX_TOPIC_LEN;
 /// unhealthy by `/healthz` (a handler stuck in a callback).
 pub(crate) const STALL_AFTER_MS: u64 = 10_000;
 
+/// How long a `/metrics` answer waits for the other reactors' parts; then
+/// it goes out with the parts that came, naming the reactors missing.
+pub(crate) const SCRAPE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Topic names kept interned per reactor before the cache is cleared.
 const NAMES_KEPT: usize = 4096;
 
@@ -89,6 +93,17 @@ impl Part {
             held: hub.conns.len(),
         }
     }
+}
+
+/// A `/metrics` request waiting for the other reactors' parts.
+#[derive(Debug)]
+pub(crate) struct Scrape {
+    pub(crate) id: ConnId,
+    /// A `HEAD` request.
+    pub(crate) head: bool,
+    pub(crate) parts: Vec<Part>,
+    /// Answered with what came by then.
+    pub(crate) deadline: Tick,
 }
 
 /// A reactor's mailbox and liveness, reachable from every thread.
@@ -241,7 +256,7 @@ pub(crate) struct Peers {
     /// The drained inbox's buffer, kept for its capacity.
     pub(crate) spare: Vec<Item>,
     /// `/metrics` answers waiting for the other reactors' parts.
-    pub(crate) scrapes: Vec<(ConnId, bool, Vec<Part>)>,
+    pub(crate) scrapes: Vec<Scrape>,
 }
 
 impl Peers {
@@ -430,9 +445,13 @@ pub(crate) fn deliver_here(
 
 /// The `/metrics` text of a whole group: every counter summed, plus a few
 /// series per reactor (label `reactor`).
-pub(crate) fn render(parts: &mut [Part]) -> String {
+pub(crate) fn render(parts: &mut [Part], reactors: usize) -> String {
     use std::fmt::Write as _;
     parts.sort_by_key(|p| p.index);
+    let missing: Vec<String> = (0..reactors)
+        .filter(|i| !parts.iter().any(|p| p.index == *i))
+        .map(|i| i.to_string())
+        .collect();
     let mut sum = Metrics::default();
     for p in parts.iter() {
         sum.absorb(&p.metrics);
@@ -440,6 +459,15 @@ pub(crate) fn render(parts: &mut [Part]) -> String {
     let queued = parts.iter().map(|p| p.queued).sum();
     let held = parts.iter().map(|p| p.held).sum();
     let mut s = sum.render(queued, held);
+    if !missing.is_empty() {
+        // A stuck reactor must not hang the scrape; the sums lack its part.
+        let _ = writeln!(
+            s,
+            "# wsreactor: no answer from reactor {} within {:?}; its counters are not included",
+            missing.join(", "),
+            SCRAPE_WAIT
+        );
+    }
     type Series = (&'static str, &'static str, &'static str, fn(&Part) -> u64);
     let series: [Series; 5] = [
         (

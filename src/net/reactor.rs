@@ -24,7 +24,7 @@ use super::conn::{Conn, Flag, State};
 use super::control::{Control, Ctx, MAX_KEY};
 use super::ctx::ConnId;
 use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness, Shared};
-use super::group::{self, Group, Item, Part, Peers};
+use super::group::{self, Group, Item, Part, Peers, Scrape};
 use super::hub::Hub;
 use super::logs::Limits;
 use super::metrics::Metrics;
@@ -391,6 +391,9 @@ impl<H: Handler> Reactor<H> {
             for (id, head) in std::mem::take(&mut metrics_requests) {
                 self.answer_metrics(id, head, now, &mut rbuf);
             }
+            if spans && !self.hub.peers.scrapes.is_empty() {
+                self.answer_late_scrapes(now, &mut rbuf);
+            }
         }
     }
 
@@ -418,11 +421,26 @@ impl<H: Handler> Reactor<H> {
         }
     }
 
-    /// When the loop must wake: the next timer or the shutdown deadline.
+    /// When the loop must wake: the next timer, the shutdown deadline, or
+    /// the oldest `/metrics` answer waiting for other reactors.
     fn next_deadline(&self) -> Option<Tick> {
-        match (self.hub.timers.next(), self.shutdown_deadline) {
-            (Some(t), Some(d)) => Some(t.min(d)),
-            (t, d) => t.or(d),
+        let scrape = self.hub.peers.scrapes.first().map(|s| s.deadline);
+        [self.hub.timers.next(), self.shutdown_deadline, scrape]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Answer the `/metrics` requests whose wait for the other reactors is
+    /// over with the parts that came.
+    fn answer_late_scrapes(&mut self, now: Tick, rbuf: &mut [u8]) {
+        while let Some(first) = self.hub.peers.scrapes.first() {
+            if first.deadline > now {
+                return;
+            }
+            let mut scrape = self.hub.peers.scrapes.remove(0);
+            let body = group::render(&mut scrape.parts, self.hub.peers.len());
+            self.write_metrics(scrape.id, scrape.head, &body, now, rbuf);
         }
     }
 
@@ -620,14 +638,15 @@ impl<H: Handler> Reactor<H> {
                 Item::Scraped { id, part } => {
                     let reactors = self.hub.peers.len();
                     let scrapes = &mut self.hub.peers.scrapes;
-                    let Some(at) = scrapes.iter().position(|s| s.0 == id) else {
+                    // Gone if it was answered without this part.
+                    let Some(at) = scrapes.iter().position(|s| s.id == id) else {
                         continue;
                     };
-                    scrapes[at].2.push(*part);
-                    if scrapes[at].2.len() == reactors {
-                        let (id, head, mut parts) = scrapes.swap_remove(at);
-                        let body = group::render(&mut parts);
-                        self.write_metrics(id, head, &body, now, rbuf);
+                    scrapes[at].parts.push(*part);
+                    if scrapes[at].parts.len() == reactors {
+                        let mut scrape = scrapes.remove(at);
+                        let body = group::render(&mut scrape.parts, reactors);
+                        self.write_metrics(scrape.id, scrape.head, &body, now, rbuf);
                     }
                 }
             }
@@ -727,7 +746,12 @@ impl<H: Handler> Reactor<H> {
         if self.hub.peers.spans() {
             // Every reactor's part; answered when the last one is in.
             let part = Part::of(&mut self.hub);
-            self.hub.peers.scrapes.push((id, head, vec![part]));
+            self.hub.peers.scrapes.push(Scrape {
+                id,
+                head,
+                parts: vec![part],
+                deadline: now + group::SCRAPE_WAIT,
+            });
             let me = self.hub.peers.index;
             for to in (0..self.hub.peers.len()).filter(|&to| to != me) {
                 self.hub.peers.send(to, Item::Scrape { from: me, id });
