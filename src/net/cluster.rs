@@ -45,7 +45,8 @@ pub enum Accept {
 ///   [`Control::publish`]). [`ConnId`](super::ConnId)s, `send` and timers
 ///   stay per reactor.
 /// - `max_connections` is global, `/metrics` sums every reactor (with a few
-///   series per reactor, label `reactor`), `/healthz` answers 503 if a
+///   series per reactor, label `reactor`; a reactor that does not answer
+///   within 1 s is left out and named), `/healthz` answers 503 if a
 ///   reactor failed or has been stuck in a callback for 10 s.
 /// - [`Cluster::stopper`] reaches every reactor: a graceful shutdown closes
 ///   every connection of every reactor with 1001 and waits for all of
