@@ -21,7 +21,7 @@ use super::timer::Tick;
 use super::url::WsUrl;
 use crate::client::ConnectOptions;
 use crate::handshake::client::write_request;
-use crate::proto::{Connection, Message, OpCode, SendError, Sender, SharedFrame};
+use crate::proto::{Connection, DeflatedForms, Message, OpCode, SendError, Sender, SharedFrame};
 use crate::topics::TopicError;
 
 /// Slab keys at or above this are never handed out: the reactor's own
@@ -341,6 +341,7 @@ impl<'a> Control<'a> {
         }
         let frame = SharedFrame::new_in(&mut hub.frames, msg.opcode(), msg.as_bytes());
         hub.metrics.publishes_total += 1;
+        let mut forms = DeflatedForms::new();
         let mut delivered = 0;
         for &id in subscribers {
             if Some(id) == except {
@@ -357,6 +358,7 @@ impl<'a> Control<'a> {
                 id,
                 tx,
                 &frame,
+                &mut forms,
                 &hub.config,
                 &mut hub.metrics,
                 &mut hub.dirty,

@@ -13,7 +13,7 @@ use super::ctx::{flush, ConnId};
 use super::logs::RejectLog;
 use super::metrics::Metrics;
 use super::timer::Timers;
-use crate::proto::{CloseState, FramePool, SendError, Sender, SharedFrame};
+use crate::proto::{CloseState, DeflatedForms, FramePool, SendError, Sender, SharedFrame};
 use crate::server::{ServerConfig, SlowPolicy};
 use crate::topics::Topics;
 
@@ -135,6 +135,7 @@ pub(crate) fn deliver(
     id: ConnId,
     tx: &mut Sender,
     frame: &SharedFrame,
+    forms: &mut DeflatedForms,
     config: &ServerConfig,
     metrics: &mut Metrics,
     dirty: &mut Vec<ConnId>,
@@ -160,7 +161,7 @@ pub(crate) fn deliver(
             }
         });
     }
-    tx.send_shared(frame)?;
+    tx.send_shared(frame, forms)?;
     metrics.deliveries_total += 1;
     if before == 0 {
         dirty.push(id);
