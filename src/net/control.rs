@@ -13,7 +13,7 @@ use mio::{Interest, Token};
 use super::conn::{ClientSetup, Conn, State};
 use super::ctx::{ConnId, Link, Sent};
 use super::drive::{after, set_deadline};
-use super::hub::{deliver, Hub};
+use super::hub::{deliver, Hub, Publication};
 use super::inplace::InPlace;
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
@@ -339,9 +339,11 @@ impl<'a> Control<'a> {
         if subscribers.is_empty() {
             return 0;
         }
-        let frame = SharedFrame::new_in(&mut hub.frames, msg.opcode(), msg.as_bytes());
+        let mut publication = Publication {
+            frame: SharedFrame::new_in(&mut hub.frames, msg.opcode(), msg.as_bytes()),
+            forms: DeflatedForms::new(),
+        };
         hub.metrics.publishes_total += 1;
-        let mut forms = DeflatedForms::new();
         let mut delivered = 0;
         for &id in subscribers {
             if Some(id) == except {
@@ -357,8 +359,7 @@ impl<'a> Control<'a> {
             let ok = deliver(
                 id,
                 tx,
-                &frame,
-                &mut forms,
+                &mut publication,
                 &hub.config,
                 &mut hub.metrics,
                 &mut hub.dirty,
