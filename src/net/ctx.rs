@@ -223,8 +223,12 @@ pub(crate) fn flush(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool) 
     while !*broken && tx.pending_len() > 0 {
         let written = if tx.is_segmented() {
             let mut iov = [IoSlice::new(&[]); IOV_BATCH];
-            let n = tx.pending_slices(&mut iov);
-            stream.write_vectored(&iov[..n])
+            match tx.pending_slices(&mut iov) {
+                // One run (a lone delivery): a plain write costs the kernel
+                // less than a one-element writev.
+                1 => stream.write(&iov[0]),
+                n => stream.write_vectored(&iov[..n]),
+            }
         } else {
             stream.write(tx.pending())
         };

@@ -450,7 +450,14 @@ impl Sender {
     /// Queue `bytes[start..]` (already framed) behind everything pending.
     fn queue_shared(&mut self, bytes: Arc<Vec<u8>>, start: usize) {
         let own = self.out.len() - self.pos as usize;
-        let front = self.front.get_or_insert_with(Box::default);
+        // Room for two runs to start with (a subscriber's usual backlog is
+        // one frame); it grows with a burst and keeps what it grew to.
+        let front = self.front.get_or_insert_with(|| {
+            Box::new(Front {
+                segs: VecDeque::with_capacity(2),
+                len: 0,
+            })
+        });
         if own > 0 {
             // Owned bytes queued earlier go first: move them (not copy) to
             // the front queue.
