@@ -60,6 +60,8 @@
 #[cfg(feature = "net")]
 pub mod client;
 pub mod ext;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 pub mod handshake;
 #[cfg(feature = "net")]
 pub mod net;
