@@ -62,6 +62,11 @@ pub trait Broker {
     /// `since` is `None`: only the last seq, `recovered` true).
     fn recover(&mut self, room: &RoomName, since: Option<u64>, now_ms: u64) -> Recovery;
 
+    /// Whether the room has members on this gateway. An active room keeps
+    /// its seq even when its history empties (its members would otherwise
+    /// see seqs start again); an inactive one may be forgotten.
+    fn set_active(&mut self, room: &RoomName, active: bool);
+
     /// Drop what expired by `now_ms`.
     fn expire(&mut self, now_ms: u64);
 
@@ -84,6 +89,8 @@ struct RoomLog {
     bytes: usize,
     /// The key of this room's entry in `MemoryBroker::expiries`.
     expiry: Option<(u64, u64)>,
+    /// Members on this gateway: the seq is kept.
+    active: bool,
 }
 
 /// The in-process broker: seqs per room from 1, history in memory.
@@ -212,6 +219,21 @@ impl Broker for MemoryBroker {
         }
     }
 
+    fn set_active(&mut self, room: &RoomName, active: bool) {
+        let log = if active {
+            self.rooms.entry(room.clone()).or_default()
+        } else {
+            match self.rooms.get_mut(room) {
+                Some(log) => log,
+                None => return,
+            }
+        };
+        log.active = active;
+        if !active && log.expiry.is_none() {
+            self.schedule(room);
+        }
+    }
+
     fn expire(&mut self, now_ms: u64) {
         while let Some((&k, _)) = self.expiries.first_key_value() {
             if k.0 > now_ms {
@@ -225,6 +247,10 @@ impl Broker for MemoryBroker {
             };
             log.expiry = None;
             Self::trim(&self.config, log, &mut self.bytes, now_ms);
+            if log.history.is_empty() && log.active {
+                // Kept for its members; set_active(false) schedules it again.
+                continue;
+            }
             if log.history.is_empty()
                 && log.last_ts.saturating_add(self.config.max_age_ms) <= now_ms
             {
@@ -323,6 +349,26 @@ mod tests {
         assert_eq!(b.rooms(), 0);
         assert_eq!(b.history_bytes(), 0);
         assert_eq!(b.next_expiry(), None);
+    }
+
+    #[test]
+    fn an_active_room_keeps_its_seq() {
+        let cfg = HistoryConfig {
+            max_age_ms: 1000,
+            ..Default::default()
+        };
+        let mut b = MemoryBroker::new(cfg);
+        publish(&mut b, "a", 0);
+        b.set_active(&room("a"), true);
+        b.expire(5000);
+        assert_eq!(b.next_expiry(), None);
+        assert_eq!(b.recover(&room("a"), Some(1), 5000).last_seq, 1);
+        assert!(b.recover(&room("a"), Some(1), 5000).recovered);
+        assert_eq!(publish(&mut b, "a", 5000), 2);
+        b.set_active(&room("a"), false);
+        b.expire(7000);
+        assert_eq!(b.rooms(), 0);
+        assert_eq!(publish(&mut b, "a", 7000), 1);
     }
 
     #[test]

@@ -395,6 +395,9 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
                 ));
             }
             let user = c.identity.user.clone();
+            if !self.rooms.contains_key(&room) {
+                self.broker.set_active(&room, true);
+            }
             let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
                 members: HashSet::new(),
                 users: HashMap::new(),
@@ -451,6 +454,7 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             }
             if r.members.is_empty() {
                 self.rooms.remove(room);
+                self.broker.set_active(room, false);
                 self.metrics.rooms = self.rooms.len() as u64;
             }
         }

@@ -115,7 +115,7 @@ fn parse_op(m: &mut Members<'_>, limits: &Limits) -> Result<Op, RequestError> {
         "publish" => {
             let r = room(&string(need("room")?, "room")?)?;
             let data = need("data")?.get();
-            check_data(data.len(), limits)?;
+            check_data(data, limits)?;
             Op::Publish {
                 room: r,
                 data: data.into(),

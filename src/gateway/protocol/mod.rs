@@ -247,14 +247,54 @@ pub(crate) fn room(name: &str) -> Result<RoomName, RequestError> {
     RoomName::new(name).map_err(|e| RequestError::bad(e.to_string()))
 }
 
-pub(crate) fn check_data(len: usize, limits: &Limits) -> Result<(), RequestError> {
-    if len > limits.max_data {
-        return Err(RequestError::new(
-            ErrorCode::TooLarge,
-            format!("data larger than {} bytes", limits.max_data),
-        ));
+/// Deepest nesting of arrays and objects in `data`. The gateway never
+/// recurses into data, but its members' JSON parsers may (serde_json
+/// stops at 128 levels).
+pub const MAX_DATA_DEPTH: usize = 64;
+
+pub(crate) fn check_data(data: &str, limits: &Limits) -> Result<(), RequestError> {
+    if data.len() > limits.max_data {
+        return Err(data_too_large(limits));
+    }
+    if json_depth(data) > MAX_DATA_DEPTH {
+        return Err(RequestError::bad(format!(
+            "data nested deeper than {MAX_DATA_DEPTH} levels"
+        )));
     }
     Ok(())
+}
+
+pub(crate) fn data_too_large(limits: &Limits) -> RequestError {
+    RequestError::new(
+        ErrorCode::TooLarge,
+        format!("data larger than {} bytes", limits.max_data),
+    )
+}
+
+/// Nesting depth of valid JSON text (brackets outside strings).
+fn json_depth(s: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
+    for b in s.bytes() {
+        if in_str {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 pub(crate) fn check_token(token: &str, limits: &Limits) -> Result<(), RequestError> {
@@ -357,6 +397,14 @@ mod tests {
             n(&[" WSREACTOR.V1.PROTO "]),
             (Encoding::Protobuf, Some(SUBPROTOCOL_PROTO))
         );
+    }
+
+    #[test]
+    fn depth() {
+        assert_eq!(json_depth("1"), 0);
+        assert_eq!(json_depth("[[],{\"a\":[1]}]"), 3);
+        assert_eq!(json_depth("\"[[[\\\"[\""), 0);
+        assert_eq!(json_depth("[\"\\\\\",[1]]"), 2);
     }
 
     #[test]

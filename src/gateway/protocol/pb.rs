@@ -248,7 +248,7 @@ mod tests {
                 let owner = if line.starts_with("pub ") {
                     message.clone()
                 } else {
-                    oneof_owner(src, &line)
+                    oneof_owner(src, line)
                 };
                 out.insert((owner, tag), (ty, label.to_owned(), name));
             }

@@ -45,9 +45,13 @@ pub fn parse(frame: &[u8], limits: &Limits) -> Result<Request, RequestError> {
 
 fn publish(p: pb::Publish, limits: &Limits) -> Result<Op, RequestError> {
     let r = room(&p.room)?;
-    check_data(p.data.len(), limits)?;
+    if p.data.len() > limits.max_data {
+        // Refused before the UTF-8 and JSON passes over it.
+        return Err(super::data_too_large(limits));
+    }
     let text = std::str::from_utf8(&p.data)
         .map_err(|_| RequestError::bad("data must be JSON text (UTF-8)"))?;
+    check_data(text, limits)?;
     // JSON members receive the value as it is: it must be one JSON value.
     let raw: &serde_json::value::RawValue = serde_json::from_str(text)
         .map_err(|e| RequestError::bad(format!("data must be one JSON value: {e}")))?;
