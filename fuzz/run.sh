@@ -52,6 +52,7 @@ all_targets=(
     deflate_roundtrip
     inflate_bounded
     negotiate
+    gateway
 )
 if [ $# -gt 0 ]; then
     targets=("$@")
@@ -70,6 +71,7 @@ max_len_of() {
         mask_differential) echo 256 ;;
         deflate_roundtrip | inflate_bounded) echo 4096 ;;
         negotiate) echo 1024 ;;
+        gateway) echo 4096 ;;
         *)
             echo "unknown target $1" >&2
             exit 2
