@@ -347,7 +347,8 @@ pub fn drive_gateway(data: &[u8]) {
                 let id = (arg & 4 != 0).then_some(arg);
                 let enc = w.conns[ci].enc.unwrap();
                 let member = w.conns[ci].rooms.contains(room);
-                let data = Value::from(format!("{}:{}", w.conns[ci].name, c.u8().unwrap_or(0)));
+                let tag = if op & 7 == 5 { c.u8().unwrap_or(0) } else { 0 };
+                let data = Value::from(format!("{}:{tag}", w.conns[ci].name));
                 let req = match op & 7 {
                     3 => request(
                         "join",
