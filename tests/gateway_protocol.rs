@@ -677,3 +677,46 @@ fn the_browser_page_is_self_contained() {
     }
     assert!(page.contains("location.host") && page.contains("/ws"));
 }
+
+/// Metric families in a text: every `wsreactor_gateway_*` name.
+fn families(text: &str) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("wsreactor_gateway_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        out.insert(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn dashboard_and_docs_name_exactly_the_rendered_metrics() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let rendered = families(&wsreactor::gateway::GatewayMetrics::default().render());
+    assert!(rendered.len() >= 14, "{rendered:?}");
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{root}/docs/grafana-gateway.json")).unwrap(),
+    )
+    .unwrap();
+    let mut exprs = String::new();
+    for p in dash["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            exprs.push_str(t["expr"].as_str().unwrap());
+            exprs.push('\n');
+        }
+    }
+    assert_eq!(families(&exprs), rendered, "dashboard vs /metrics");
+    // The docs table names each family without the prefix.
+    let doc = std::fs::read_to_string(format!("{root}/docs/gateway.md")).unwrap();
+    for f in &rendered {
+        let short = f.trim_start_matches("wsreactor_gateway_");
+        assert!(
+            doc.contains(&format!("`{short}`")) || doc.contains(&format!("`{short}{{")),
+            "{short} not documented"
+        );
+    }
+}
