@@ -113,6 +113,7 @@ for t in "${targets[@]}"; do
     case $t in
         handshake_*) args+=("-dict=fuzz/ws.dict") ;;
         negotiate) args+=("-dict=fuzz/deflate.dict") ;;
+        gateway) args+=("-dict=fuzz/gateway.dict") ;;
     esac
     before=$(find "fuzz/artifacts/$t" -type f | sort)
     echo "== $t: ${secs}s"
