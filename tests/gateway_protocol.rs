@@ -7,7 +7,9 @@ mod gateway_support;
 
 use gateway_support::{decode, Harness};
 use serde_json::{json, Value};
-use wsreactor::gateway::{Action, Auth, Encoding, GatewayConfig, HistoryConfig, Limits, Rate};
+use wsreactor::gateway::{
+    Action, Auth, Encoding, ErrorCode, GatewayConfig, HistoryConfig, Limits, Rate,
+};
 
 const J: Encoding = Encoding::Json;
 const P: Encoding = Encoding::Protobuf;
@@ -310,7 +312,7 @@ fn malformed_json_gets_an_error_and_the_connection_stays() {
         let e = h.publish(1, "r", json!("ok"));
         assert_eq!(e.one(1)["type"], "message", "after {shown}");
     }
-    assert!(h.gw.metrics().errors[0] > 30);
+    assert!(h.gw.metrics().errors_for(ErrorCode::BadRequest) > 30);
 }
 
 #[test]
@@ -406,7 +408,7 @@ fn publish_rate_limit_is_a_token_bucket() {
     assert_eq!(h.publish(2, "r", json!(0)).one(2)["type"], "message");
     let m = h.gw.metrics();
     assert_eq!(m.rate_limited, 3);
-    assert_eq!(m.errors[3], 3);
+    assert_eq!(m.errors_for(ErrorCode::RateLimited), 3);
     // The rejected publishes got no seq: seqs have no holes.
     let seqs: Vec<u64> = h.published.iter().map(|m| m.seq()).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());

@@ -24,7 +24,9 @@ pub struct GatewayMetrics {
     pub drops: u64,
     /// Requests refused with `rate_limited`.
     pub rate_limited: u64,
-    /// Error events sent, by code (`bad_request`, `forbidden`, ...).
+    /// Error events sent, by code, in the order `bad_request`,
+    /// `forbidden`, `not_joined`, `rate_limited`, `too_large`
+    /// ([`GatewayMetrics::errors_for`]).
     pub errors: [u64; 5],
     /// Authentication failures (handshakes and refreshes) by reason, in
     /// the order of [`AuthError::LABELS`].
@@ -60,6 +62,14 @@ impl GatewayMetrics {
         if let Some(i) = ERROR_CODES.iter().position(|c| *c == code.as_str()) {
             self.errors[i] += 1;
         }
+    }
+
+    /// Error events sent with this code.
+    pub fn errors_for(&self, code: super::protocol::ErrorCode) -> u64 {
+        ERROR_CODES
+            .iter()
+            .position(|c| *c == code.as_str())
+            .map_or(0, |i| self.errors[i])
     }
 
     /// Authentication failures with this label.
