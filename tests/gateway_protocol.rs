@@ -722,3 +722,101 @@ fn dashboard_and_docs_name_exactly_the_rendered_metrics() {
         );
     }
 }
+
+/// A broker that sequences later, as one shared between instances does:
+/// `publish` queues, `release` hands the messages back through `deliver`.
+#[derive(Default)]
+struct Deferred {
+    inner: wsreactor::gateway::MemoryBroker,
+    queue: Vec<(
+        wsreactor::gateway::RoomName,
+        std::rc::Rc<str>,
+        Box<str>,
+        u64,
+    )>,
+}
+
+impl wsreactor::gateway::Broker for Deferred {
+    fn publish(
+        &mut self,
+        room: &wsreactor::gateway::RoomName,
+        from: &std::rc::Rc<str>,
+        data: Box<str>,
+        now_ms: u64,
+    ) -> Option<std::rc::Rc<wsreactor::gateway::Outgoing>> {
+        self.queue.push((room.clone(), from.clone(), data, now_ms));
+        None
+    }
+    fn recover(
+        &mut self,
+        room: &wsreactor::gateway::RoomName,
+        since: Option<u64>,
+        now_ms: u64,
+    ) -> wsreactor::gateway::Recovery {
+        self.inner.recover(room, since, now_ms)
+    }
+    fn set_active(&mut self, room: &wsreactor::gateway::RoomName, active: bool) {
+        self.inner.set_active(room, active)
+    }
+    fn expire(&mut self, now_ms: u64) {
+        self.inner.expire(now_ms)
+    }
+    fn next_expiry(&self) -> Option<u64> {
+        self.inner.next_expiry()
+    }
+    fn rooms(&self) -> usize {
+        self.inner.rooms()
+    }
+    fn history_bytes(&self) -> usize {
+        self.inner.history_bytes()
+    }
+}
+
+#[test]
+fn a_broker_that_sequences_later_delivers_through_deliver() {
+    use wsreactor::gateway::{Broker, Gateway, LocalFanout};
+    let mut gw: Gateway<u64, Deferred> = Gateway::with_broker(
+        GatewayConfig::default(),
+        Auth::Anonymous,
+        Deferred::default(),
+    );
+    let mut fan = LocalFanout::new();
+    let mut out = Vec::new();
+    for (c, enc) in [(1, J), (2, P)] {
+        let id = gw.authenticate(&format!("/ws?name=u{c}"), [], 0).unwrap();
+        gw.open(c, id, enc, 0);
+        let join = json!({"op": "join", "room": "r"});
+        match enc {
+            J => gw.on_frame(c, join.to_string().as_bytes(), false, 0),
+            P => gw.on_frame(c, &gateway_support::to_proto(&join), true, 0),
+        }
+    }
+    fan.apply(gw.actions(), &mut out);
+    out.clear();
+    gw.on_frame(
+        1,
+        br#"{"op":"publish","room":"r","data":"later","id":1}"#,
+        false,
+        5,
+    );
+    fan.apply(gw.actions(), &mut out);
+    // Acked at once, delivered once sequenced.
+    assert_eq!(out.len(), 1);
+    assert_eq!(decode(&out[0]), json!({"type": "ack", "id": 1}));
+    out.clear();
+    let queued = std::mem::take(&mut gw.broker_mut().queue);
+    for (room, from, data, ts) in queued {
+        let m = gw
+            .broker_mut()
+            .inner
+            .publish(&room, &from, data, ts)
+            .unwrap();
+        gw.deliver(m);
+    }
+    fan.apply(gw.actions(), &mut out);
+    let got: Vec<(u64, Value)> = out.iter().map(|d| (d.conn, decode(d))).collect();
+    let want =
+        json!({"type": "message", "room": "r", "seq": 1, "from": "u1", "ts": 5, "data": "later"});
+    assert_eq!(got, [(1, want.clone()), (2, want)]);
+    assert_eq!(gw.metrics().publishes, 1);
+}

@@ -699,4 +699,10 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
     pub fn broker(&self) -> &B {
         &self.broker
     }
+
+    /// The broker, e.g. to take the messages a shared broker sequenced and
+    /// hand them to [`Gateway::deliver`].
+    pub fn broker_mut(&mut self) -> &mut B {
+        &mut self.broker
+    }
 }
