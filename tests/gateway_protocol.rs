@@ -820,3 +820,30 @@ fn a_broker_that_sequences_later_delivers_through_deliver() {
     assert_eq!(got, [(1, want.clone()), (2, want)]);
     assert_eq!(gw.metrics().publishes, 1);
 }
+
+#[test]
+fn presence_lists_at_most_the_limit_with_the_total() {
+    let cfg = GatewayConfig {
+        max_presence_users: 3,
+        ..Default::default()
+    };
+    let mut h = Harness::new(cfg, Auth::Anonymous);
+    for (c, n) in [(1, "e"), (2, "b"), (3, "d"), (4, "a"), (5, "c")] {
+        h.connect(c, n, if c % 2 == 0 { P } else { J });
+        h.join(c, "r");
+    }
+    for c in [1, 2] {
+        let e = h.req(c, json!({"op": "presence", "room": "r"}));
+        assert_eq!(
+            e.one(c),
+            json!({"type": "presence", "room": "r", "users": ["a", "b", "c"], "total": 5})
+        );
+    }
+    h.close(5);
+    h.close(4);
+    let e = h.req(1, json!({"op": "presence", "room": "r"}));
+    assert_eq!(
+        e.one(1),
+        json!({"type": "presence", "room": "r", "users": ["b", "d", "e"]})
+    );
+}

@@ -36,6 +36,9 @@ pub struct GatewayConfig {
     pub max_rooms_per_conn: usize,
     /// Rooms with members, in all. Default 100,000.
     pub max_rooms: usize,
+    /// Most users listed in a `presence` answer (the first ones in sort
+    /// order; the answer then carries `total`). Default 1,000.
+    pub max_presence_users: usize,
     /// Mixed into generated guest names, so they differ between runs.
     pub name_seed: u64,
 }
@@ -55,6 +58,7 @@ impl Default for GatewayConfig {
             },
             max_rooms_per_conn: 64,
             max_rooms: 100_000,
+            max_presence_users: 1000,
             name_seed: 0,
         }
     }
@@ -558,8 +562,24 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             .rooms
             .get(&room)
             .map_or_else(Vec::new, |r| r.users.keys().map(|u| &**u).collect());
+        let (cap, n) = (self.config.max_presence_users, users.len());
+        let total = if n > cap {
+            // The first `cap` in order, without sorting them all.
+            if cap > 0 {
+                users.select_nth_unstable(cap - 1);
+            }
+            users.truncate(cap);
+            Some(n)
+        } else {
+            None
+        };
         users.sort_unstable();
-        let bytes = encode_event(encoding, &Event::Presence { room: &room, users }, id);
+        let event = Event::Presence {
+            room: &room,
+            users,
+            total,
+        };
+        let bytes = encode_event(encoding, &event, id);
         self.send(conn, encoding, bytes);
         Ok(())
     }

@@ -141,7 +141,10 @@ pub fn decode(d: &Delivery<u64>) -> Value {
             "data": serde_json::from_slice::<Value>(&m.data).expect("data is JSON"),
         }),
         Kind::Left(l) => json!({"type": "left", "room": l.room}),
-        Kind::Presence(p) => json!({"type": "presence", "room": p.room, "users": p.users}),
+        Kind::Presence(p) => match p.total {
+            None => json!({"type": "presence", "room": p.room, "users": p.users}),
+            Some(t) => json!({"type": "presence", "room": p.room, "users": p.users, "total": t}),
+        },
         Kind::Ack(_) => json!({"type": "ack"}),
         Kind::Error(e) => json!({"type": "error", "code": e.code, "message": e.message}),
     };

@@ -169,7 +169,7 @@ pub fn encode_event(event: &Event<'_>, id: Option<&RequestId>) -> Vec<u8> {
             o.extend_from_slice(b"{\"type\":\"left\",\"room\":");
             push_str(&mut o, room);
         }
-        Event::Presence { room, users } => {
+        Event::Presence { room, users, total } => {
             o.extend_from_slice(b"{\"type\":\"presence\",\"room\":");
             push_str(&mut o, room);
             o.extend_from_slice(b",\"users\":[");
@@ -180,6 +180,9 @@ pub fn encode_event(event: &Event<'_>, id: Option<&RequestId>) -> Vec<u8> {
                 push_str(&mut o, u);
             }
             o.push(b']');
+            if let Some(t) = total {
+                o.extend_from_slice(format!(",\"total\":{t}").as_bytes());
+            }
         }
         Event::Ack => o.extend_from_slice(b"{\"type\":\"ack\""),
         Event::Error { code, message } => {

@@ -331,8 +331,10 @@ pub enum Event<'a> {
     Presence {
         /// The room.
         room: &'a str,
-        /// Its users, sorted.
+        /// Its users, sorted (the first ones, if cut to the limit).
         users: Vec<&'a str>,
+        /// How many users there are, when `users` was cut.
+        total: Option<usize>,
     },
     /// `ack` of a publish that carried an id.
     Ack,

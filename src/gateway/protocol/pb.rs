@@ -130,6 +130,8 @@ pub struct Presence {
     pub room: String,
     #[prost(string, repeated, tag = "2")]
     pub users: Vec<String>,
+    #[prost(uint64, optional, tag = "3")]
+    pub total: Option<u64>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]

@@ -83,9 +83,10 @@ pub fn encode_event(event: &Event<'_>, id: Option<&RequestId>) -> Vec<u8> {
         Event::Left { room } => Kind::Left(pb::Left {
             room: room.to_string(),
         }),
-        Event::Presence { room, users } => Kind::Presence(pb::Presence {
+        Event::Presence { room, users, total } => Kind::Presence(pb::Presence {
             room: room.to_string(),
             users: users.iter().map(|u| u.to_string()).collect(),
+            total: total.map(|t| t as u64),
         }),
         Event::Ack => Kind::Ack(pb::Ack {}),
         Event::Error { code, message } => Kind::Error(pb::Error {
