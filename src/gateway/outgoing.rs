@@ -82,9 +82,39 @@ impl Outgoing {
         &self.data
     }
 
-    /// Memory this message holds, for the history's byte budget (the
-    /// frames are not counted: at most twice the fields, built on demand).
+    /// Memory this message may hold, for the history's byte budget: its
+    /// fields, and both frames counted before they are built (each is the
+    /// fields plus under 100 bytes of framing; JSON escaping at most
+    /// doubles `from`, which holds no control characters).
     pub fn size(&self) -> usize {
-        std::mem::size_of::<Self>() + self.data.len() + self.from.len()
+        let fields = self.data.len() + self.room.len();
+        std::mem::size_of::<Self>() + 3 * fields + 4 * self.from.len() + 256
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_covers_both_frames() {
+        for (from, data) in [
+            ("u", "1"),
+            ("\"\\\"\\", "[\"\\u0000\"]"),
+            ("Jörg", "{\"text\":\"hello\"}"),
+        ] {
+            let room = RoomName::new(&"r".repeat(128)).unwrap();
+            let m = Outgoing::new(room, u64::MAX, Rc::from(from), u64::MAX, data.into());
+            let held = std::mem::size_of::<Outgoing>()
+                + m.data().len()
+                + m.from().len()
+                + m.bytes(Encoding::Json).len()
+                + m.bytes(Encoding::Protobuf).len();
+            assert!(held <= m.size(), "{held} > {}", m.size());
+            assert_eq!(m.encode_count(), 2);
+            // Cached: asking again encodes nothing.
+            m.bytes(Encoding::Json);
+            assert_eq!(m.encode_count(), 2);
+        }
     }
 }
