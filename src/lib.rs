@@ -78,6 +78,8 @@ struct ReadmeDoctests;
 #[cfg(feature = "net")]
 pub mod client;
 pub mod ext;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 pub mod handshake;
 #[cfg(feature = "net")]
 pub mod net;
