@@ -94,7 +94,7 @@ pub use net::ShutdownSignals;
 pub use proto::{CloseFrame, Message};
 #[cfg(feature = "net")]
 pub use server::{
-    ConnId, Control, Ctx, Decision, Handler, Metrics, OverflowPolicy, Reactor, Remote, Sent,
-    Server, ServerConfig, SlowPolicy, Stopper,
+    ConnId, Control, Ctx, Decision, Handler, HttpResponse, Metrics, OverflowPolicy, Reactor,
+    Remote, Sent, Server, ServerConfig, SlowPolicy, Stopper,
 };
 pub use status::Status;

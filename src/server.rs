@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::ext::DeflateConfig;
-use crate::handshake::server::Upgrade;
+use crate::handshake::server::{PlainHttp, Upgrade};
 use crate::handshake::Limits;
 use crate::proto::{self, Message};
 
@@ -131,6 +131,20 @@ pub trait Handler {
         let _ = (ctl, id, reason);
     }
 
+    /// A plain HTTP request (not an upgrade) on a path other than
+    /// `/healthz` and the metrics path, e.g. to serve a page. `None` (the
+    /// default): 426, this is a WebSocket endpoint.
+    fn on_http(&mut self, req: &PlainHttp<'_>) -> Option<HttpResponse> {
+        let _ = req;
+        None
+    }
+
+    /// `/metrics` is being answered: append the application's own metrics
+    /// (Prometheus text) to `out`.
+    fn on_metrics(&mut self, out: &mut String) {
+        let _ = out;
+    }
+
     /// Another thread called [`Remote::wake`].
     fn on_wake(&mut self, ctl: &mut Control<'_>) {
         let _ = ctl;
@@ -140,6 +154,18 @@ pub trait Handler {
     fn on_timer(&mut self, ctl: &mut Control<'_>, token: u64) {
         let _ = (ctl, token);
     }
+}
+
+/// A plain HTTP answer from [`Handler::on_http`]: sent with
+/// `Connection: close`; `HEAD` gets it without the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status (e.g. 200, 404).
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: std::borrow::Cow<'static, [u8]>,
 }
 
 /// What to do with a connection whose queued output would pass its limit.

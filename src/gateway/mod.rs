@@ -25,6 +25,8 @@ pub mod outgoing;
 pub mod protocol;
 pub mod ratelimit;
 pub mod room;
+#[cfg(feature = "net")]
+pub mod server;
 
 pub use self::auth::{Auth, AuthError, Identity, JwtVerifier};
 pub use self::broker::{Broker, HistoryConfig, MemoryBroker, Recovery};

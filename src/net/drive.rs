@@ -15,8 +15,8 @@ use super::timer::{Tick, Timers};
 use crate::ext::DeflateParams;
 use crate::handshake::client::parse_response;
 use crate::handshake::server::{
-    answer_plain, classify, parse_request, write_accept, write_reject, write_response, Outcome,
-    PlainAnswer, Upgrade,
+    answer_plain, classify, parse_request, write_accept, write_head_response, write_reject,
+    write_response, Outcome, PlainAnswer, Upgrade,
 };
 use crate::handshake::Status;
 use crate::proto::{CloseState, Event, Role};
@@ -375,9 +375,28 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             }
             Outcome::Http(plain) => {
                 let metrics_path = sh.hub.config.metrics_path.as_deref();
-                match answer_plain(&mut response, &plain, metrics_path) {
-                    PlainAnswer::Written => Answer::Http,
-                    PlainAnswer::Metrics { head } => Answer::Metrics(head),
+                let builtin = {
+                    let path = plain.path.split(['?', '#']).next().unwrap_or("");
+                    path == "/healthz" || metrics_path == Some(path)
+                };
+                let page = if builtin {
+                    None
+                } else {
+                    sh.handler.on_http(&plain)
+                };
+                if let Some(page) = page {
+                    let headers = [("Content-Type", page.content_type), ("Connection", "close")];
+                    if plain.method == "HEAD" {
+                        write_head_response(&mut response, page.status, &headers, &page.body);
+                    } else {
+                        write_response(&mut response, page.status, &headers, &page.body);
+                    }
+                    Answer::Http
+                } else {
+                    match answer_plain(&mut response, &plain, metrics_path) {
+                        PlainAnswer::Written => Answer::Http,
+                        PlainAnswer::Metrics { head } => Answer::Metrics(head),
+                    }
                 }
             }
         },

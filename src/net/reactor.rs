@@ -606,7 +606,8 @@ impl<H: Handler> Reactor<H> {
             .sum();
         self.hub.metrics.topics = self.hub.topics.len() as u64;
         self.hub.metrics.subscriptions = self.hub.topics.subscriptions() as u64;
-        let body = self.hub.metrics.render(queued, self.hub.conns.len());
+        let mut body = self.hub.metrics.render(queued, self.hub.conns.len());
+        self.handler.on_metrics(&mut body);
         let mut response = Vec::with_capacity(body.len() + 128);
         let headers = [
             ("Content-Type", "text/plain; version=0.0.4"),

@@ -70,6 +70,27 @@ USAGE:
     wsreactor broadcast [OPTIONS]   (the options of `wsreactor echo --help`)
 ";
 
+const GATEWAY_USAGE: &str = "\
+wsreactor serve: the real-time rooms gateway (docs/gateway.md). WebSocket
+endpoint /ws (JSON, or Protobuf with the wsreactor.v1.proto subprotocol);
+GET / serves the browser client; /metrics adds the gateway's metrics.
+
+USAGE:
+    wsreactor serve [OPTIONS]       (build with --features gateway)
+
+GATEWAY OPTIONS:
+    --jwt-secret-file FILE      Require a JWT signed with this HS256 secret
+                                (Authorization: Bearer, or ?token=)
+    --jwt-public-key FILE       Require a JWT signed with this RS256 or ES256
+                                public key (PEM)
+                                [default: anonymous, ?name= or a guest name]
+    --history-messages N        Messages kept per room [default: 1000]
+    --history-age SECS          Oldest message kept [default: 300]
+
+The server options of `wsreactor echo --help` apply too (--max-message
+defaults to 1MiB here: requests are small).
+";
+
 /// Which service the server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -77,6 +98,8 @@ pub enum Service {
     Echo,
     /// Every message to every open connection.
     Broadcast,
+    /// The rooms gateway (`serve`).
+    Gateway,
 }
 
 /// The topic every connection of `wsreactor broadcast` joins.
@@ -118,7 +141,7 @@ impl Handler for Echo {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
         match self.service {
             // A send only fails once the close handshake started; nothing to do then.
-            Service::Echo => {
+            Service::Echo | Service::Gateway => {
                 let _ = ctx.send(msg);
             }
             Service::Broadcast => {
@@ -168,12 +191,30 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         service,
     };
     let mut origins = Vec::new();
+    #[cfg(feature = "gateway")]
+    let mut gateway = Gateway::default();
+    if service == Service::Gateway {
+        #[cfg(not(feature = "gateway"))]
+        return Err(
+            "serve (the rooms gateway) is built only with the gateway feature: \
+cargo build --release --features gateway (or use echo)"
+                .into(),
+        );
+        // Requests are small JSON or Protobuf objects (docs/gateway.md).
+        #[cfg(feature = "gateway")]
+        {
+            cfg.protocol.max_message_size = 1 << 20;
+            cfg.protocol.max_frame_size = 1 << 20;
+        }
+    }
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let name = match arg {
             Short('h') | Long("help") => {
-                if service == Service::Broadcast {
-                    println!("{BROADCAST_USAGE}");
+                match service {
+                    Service::Broadcast => println!("{BROADCAST_USAGE}"),
+                    Service::Gateway => println!("{GATEWAY_USAGE}"),
+                    Service::Echo => {}
                 }
                 print!("{USAGE}");
                 return Ok(());
@@ -237,6 +278,12 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
             "shutdown-timeout" => cfg.shutdown_timeout = args::seconds(n, &value()?)?,
             "no-metrics" => cfg.metrics_path = None,
             "deflate" => crate::deflate::enable(&mut cfg)?,
+            #[cfg(feature = "gateway")]
+            "jwt-secret-file" | "jwt-public-key" | "history-messages" | "history-age"
+                if service == Service::Gateway =>
+            {
+                gateway.option(n, value()?)?
+            }
             _ => {
                 return Err(format!(
                     "invalid option '--{name}' (see wsreactor echo --help)"
@@ -247,8 +294,17 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
     if !origins.is_empty() {
         cfg.allowed_origins = Some(origins);
     }
-    let server = Server::bind(addr.as_str(), cfg, handler)
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    #[cfg(feature = "gateway")]
+    if service == Service::Gateway {
+        return serve(&addr, cfg, gateway.handler()?);
+    }
+    serve(&addr, cfg, handler)
+}
+
+/// Bind, stop gracefully on SIGINT/SIGTERM, run.
+fn serve<H: Handler>(addr: &str, cfg: ServerConfig, handler: H) -> Result<(), String> {
+    let server =
+        Server::bind(addr, cfg, handler).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     server
         .shutdown_on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -257,6 +313,59 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         .map_err(|e| format!("event loop failed: {e}"))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// `serve`'s own options.
+#[cfg(feature = "gateway")]
+#[derive(Default)]
+struct Gateway {
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<String>,
+    config: wsreactor::gateway::GatewayConfig,
+}
+
+#[cfg(feature = "gateway")]
+impl Gateway {
+    fn option(&mut self, n: &str, value: String) -> Result<(), String> {
+        match n {
+            "jwt-secret-file" => self.jwt_secret = Some(non_empty(n, value)?),
+            "jwt-public-key" => self.jwt_public_key = Some(non_empty(n, value)?),
+            "history-messages" => {
+                self.config.history.max_messages = args::count(n, &value, 0..=10_000_000)? as usize
+            }
+            "history-age" => {
+                self.config.history.max_age_ms =
+                    args::seconds(n, &value)?.as_millis().min(u64::MAX as u128) as u64
+            }
+            _ => unreachable!("only gateway options are routed here"),
+        }
+        Ok(())
+    }
+
+    fn handler(self) -> Result<wsreactor::gateway::server::GatewayHandler, String> {
+        use wsreactor::gateway::{Auth, JwtVerifier};
+        let auth = match (self.jwt_secret, self.jwt_public_key) {
+            (Some(_), Some(_)) => {
+                return Err("--jwt-secret-file and --jwt-public-key exclude each other".into())
+            }
+            (Some(f), None) => Auth::Jwt(
+                JwtVerifier::hs256_file(std::path::Path::new(&f))
+                    .map_err(|e| format!("--jwt-secret-file: {e}"))?,
+            ),
+            (None, Some(f)) => Auth::Jwt(
+                JwtVerifier::public_key_file(std::path::Path::new(&f))
+                    .map_err(|e| format!("--jwt-public-key: {e}"))?,
+            ),
+            (None, None) => Auth::Anonymous,
+        };
+        let mut config = self.config;
+        config.name_seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(wsreactor::gateway::server::GatewayHandler::new(
+            config, auth,
+        ))
+    }
 }
 
 /// Values that mean nothing empty (a token, an origin, a subprotocol).
