@@ -2,7 +2,7 @@
 //! connection of the reactor by [`ConnId`], and [`Ctx`] is a `Control`
 //! focused on the connection a callback is about.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,7 +11,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::conn::{ClientSetup, Conn, State};
-use super::ctx::{ConnId, Link, Sent};
+use super::ctx::{write_once, ConnId, Link, Sent};
 use super::drive::{after, set_deadline};
 use super::hub::{deliver, Hub, Publication};
 use super::inplace::InPlace;
@@ -345,17 +345,45 @@ impl<'a> Control<'a> {
         };
         hub.metrics.publishes_total += 1;
         let mut delivered = 0;
+        // A lone delivery is written at once, as a raw broadcast would; one
+        // of a pipelined burst (more input follows in this read) is queued,
+        // so that a subscriber's share of the burst leaves in one writev at
+        // the end of the round.
+        let corked = self.own.as_ref().is_some_and(|o| o.cork);
         for &id in subscribers {
             if Some(id) == except {
                 continue;
             }
-            let tx = match &mut self.own {
-                Some(own) if own.id == id => &mut *own.tx,
+            let (tx, stream, broken) = match &mut self.own {
+                Some(own) if own.id == id => (&mut *own.tx, &mut *own.stream, &mut *own.broken),
                 _ => match hub.conns.get_id(id) {
-                    Some(c) if c.state == State::Open => c.proto.sender(),
+                    Some(c) if c.state == State::Open => {
+                        (c.proto.sender(), &mut c.stream, &mut c.broken)
+                    }
                     _ => continue,
                 },
             };
+            if !corked
+                && !*broken
+                && tx.can_write_shared(&publication.frame)
+                && publication.frame.len() <= hub.config.max_subscriber_backlog
+            {
+                let bytes = publication.frame.bytes();
+                match write_once(stream, |s| s.write(bytes)) {
+                    Some(n) => {
+                        // The kernel refused the rest: its writable edge
+                        // flushes the queue.
+                        tx.queue_shared_from(&publication.frame, n);
+                        hub.metrics.deliveries_total += 1;
+                        delivered += 1;
+                    }
+                    None => {
+                        *broken = true;
+                        hub.touched.push(id);
+                    }
+                }
+                continue;
+            }
             let ok = deliver(
                 id,
                 tx,

@@ -186,7 +186,7 @@ const COPY_MAX: usize = 4096;
 
 /// One write, retried on `Interrupted`: the bytes taken (0 if the kernel
 /// would block), or `None` if the connection failed.
-fn write_once(
+pub(crate) fn write_once(
     stream: &mut TcpStream,
     mut write: impl FnMut(&mut TcpStream) -> io::Result<usize>,
 ) -> Option<usize> {
@@ -214,11 +214,11 @@ fn write_whole(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool, frame
 }
 
 /// Iovecs per vectored write of a segmented queue (shared frames).
-const IOV_BATCH: usize = 64;
+const IOV_BATCH: usize = 32;
 
 /// Write queued output until it is gone or the kernel refuses more. Shared
 /// frames queued by publishes go out with one vectored write per batch of
-/// up to 64 runs.
+/// up to 32 runs.
 pub(crate) fn flush(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool) {
     while !*broken && tx.pending_len() > 0 {
         let written = if tx.is_segmented() {

@@ -447,6 +447,27 @@ impl Sender {
         Ok(())
     }
 
+    /// Whether `frame` can go out as it is on this connection right now,
+    /// written directly by the caller: nothing is queued, the connection is
+    /// open, it is a server's and does not compress this message. What the
+    /// transport does not take then goes to [`Sender::queue_shared_from`].
+    #[inline]
+    pub fn can_write_shared(&self, frame: &SharedFrame) -> bool {
+        self.state == CloseState::Open
+            && !self.client
+            && self.pending_len() == 0
+            && !self.compresses(frame.opcode(), frame.payload().len())
+    }
+
+    /// Queue the rest of `frame` after the transport took its first
+    /// `written` bytes (a direct write the kernel took only in part): a
+    /// reference, not a copy.
+    pub fn queue_shared_from(&mut self, frame: &SharedFrame, written: usize) {
+        if written < frame.len() {
+            self.queue_shared(frame.share(), written);
+        }
+    }
+
     /// Queue `bytes[start..]` (already framed) behind everything pending.
     fn queue_shared(&mut self, bytes: Arc<Vec<u8>>, start: usize) {
         let own = self.out.len() - self.pos as usize;
