@@ -69,6 +69,9 @@ pub mod server;
 mod status;
 
 pub use proto::{CloseFrame, Message};
+/// The rustls this crate is built with, for its configuration types.
+#[cfg(feature = "tls")]
+pub use rustls;
 #[cfg(feature = "net")]
 pub use server::{
     ConnId, Control, Ctx, Decision, Handler, Metrics, OverflowPolicy, Reactor, Remote, Sent,

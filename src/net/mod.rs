@@ -14,6 +14,9 @@ mod metrics;
 mod rand;
 mod reactor;
 mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
 mod url;
 
 pub use ctx::{ConnId, Ctx, Sent};

@@ -23,6 +23,7 @@ use super::drive::{after, closed, drive, expire, set_deadline, settle, Readiness
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::{Target, Tick, Timers};
+use super::transport::Transport;
 use super::url::WsUrl;
 use crate::handshake::client::write_request;
 use crate::handshake::server::write_response;
@@ -435,6 +436,13 @@ impl<H: Handler> Reactor<H> {
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("set_nodelay for {addr}: {e}");
             }
+            let mut stream = match Transport::accepted(stream, &self.config) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("TLS for {addr}: {e}");
+                    continue;
+                }
+            };
             let key = self.conns.vacant_key();
             if let Err(e) = self.poll.registry().register(
                 &mut stream,
@@ -639,7 +647,9 @@ pub struct Control<'a> {
 }
 
 impl Control<'_> {
-    /// Open a client connection to `ws://host[:port][/path]`. The host is
+    /// Open a client connection to `ws[s]://host[:port][/path]` (`wss://`
+    /// with the `tls` feature: the certificate is verified for the host,
+    /// against [`ServerConfig::tls_client`]'s roots). The host is
     /// resolved with the system resolver (blocking, once per call); the TCP
     /// connect and the handshake then proceed in the loop. The handler gets
     /// [`Handler::on_open`] when the handshake succeeds, or
@@ -651,11 +661,18 @@ impl Control<'_> {
     /// socket error.
     pub fn connect(&mut self, url: &str) -> io::Result<ConnId> {
         let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if url.tls && cfg!(not(feature = "tls")) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "wss:// needs a build with the tls feature",
+            ));
+        }
         let addr = (url.host.as_str(), url.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
-        self.connect_addr(addr, &url.host_header(), &url.path)
+        let tls_host = url.tls.then_some(url.host.as_str());
+        self.open_client(addr, &url.host_header(), &url.path, tls_host)
     }
 
     /// Open a client connection to `addr`, sending `host` and `path` in the
@@ -664,10 +681,21 @@ impl Control<'_> {
     /// # Errors
     /// Too many connections, or a socket error.
     pub fn connect_addr(&mut self, addr: SocketAddr, host: &str, path: &str) -> io::Result<ConnId> {
+        self.open_client(addr, host, path, None)
+    }
+
+    fn open_client(
+        &mut self,
+        addr: SocketAddr,
+        host: &str,
+        path: &str,
+        tls_host: Option<&str>,
+    ) -> io::Result<ConnId> {
         if self.conns.len() >= self.config.max_connections || self.conns.vacant_key() >= MAX_KEY {
             return Err(io::Error::other("connection limit reached"));
         }
-        let mut stream = TcpStream::connect(addr)?;
+        let stream = TcpStream::connect(addr)?;
+        let mut stream = Transport::connecting(stream, tls_host, self.config)?;
         let key = self.conns.vacant_key();
         self.poll.registry().register(
             &mut stream,

@@ -1,13 +1,16 @@
 //! `wsreactor echo` / `wsreactor serve`: the echo service with every server
-//! setting on the command line, token auth and graceful shutdown on
-//! SIGINT/SIGTERM.
+//! setting on the command line, token auth, TLS with certificate reload on
+//! SIGHUP, and graceful shutdown on SIGINT/SIGTERM.
 
 use std::ffi::OsString;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use wsreactor::handshake::server::Upgrade;
-use wsreactor::{ConnId, Ctx, Decision, Handler, Message, Server, ServerConfig};
+use wsreactor::{ConnId, Control, Ctx, Decision, Handler, Message, Server, ServerConfig};
+
+use crate::tls::{Acceptor, ServerFiles};
 
 const USAGE: &str = "\
 wsreactor echo: a WebSocket echo service (every text and binary message back unchanged)
@@ -41,11 +44,18 @@ OPTIONS:
     --no-metrics                Do not serve GET /metrics
     --deflate                   Accept permessage-deflate (RFC 7692); needs a
                                 build with --features deflate
+    --tls-cert FILE             Serve wss:// (TLS 1.3 and 1.2, ALPN http/1.1)
+                                with this PEM certificate chain (leaf first);
+                                needs a build with --features tls
+    --tls-key FILE              The PEM private key of --tls-cert
     -h, --help                  Print this help
 
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
 the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
-at once. GET /healthz answers 200; GET /metrics Prometheus text.
+at once. SIGHUP (with --tls-cert): load the certificate and key again for new
+connections; open ones keep theirs, and a file that fails to load leaves the
+current certificate in place. GET /healthz answers 200; GET /metrics
+Prometheus text.
 ";
 
 /// Echo every message back; check the token and pick the subprotocol at the
@@ -53,7 +63,12 @@ at once. GET /healthz answers 200; GET /metrics Prometheus text.
 struct Echo {
     token: Option<String>,
     protocols: Vec<String>,
+    /// With TLS: what SIGHUP reloads, and into what.
+    tls: Option<(Acceptor, ServerFiles)>,
 }
+
+/// Set by SIGHUP, taken by the next `on_wake`.
+static RELOAD: AtomicBool = AtomicBool::new(false);
 
 impl Handler for Echo {
     fn on_handshake<'b>(&mut self, _id: ConnId, req: &Upgrade<'_, 'b>) -> Decision<'b> {
@@ -76,6 +91,14 @@ impl Handler for Echo {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
         // A send only fails once the close handshake started; nothing to do then.
         let _ = ctx.send(msg);
+    }
+
+    fn on_wake(&mut self, _ctl: &mut Control<'_>) {
+        if RELOAD.swap(false, Ordering::SeqCst) {
+            if let Some((acceptor, files)) = &self.tls {
+                crate::tls::reload(acceptor, files);
+            }
+        }
     }
 }
 
@@ -112,8 +135,10 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     let mut handler = Echo {
         token: None,
         protocols: Vec::new(),
+        tls: None,
     };
     let mut origins = Vec::new();
+    let (mut tls_cert, mut tls_key) = (None::<PathBuf>, None::<PathBuf>);
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let name = match arg {
@@ -155,6 +180,8 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
             "shutdown-timeout" => cfg.shutdown_timeout = seconds(&value()?)?,
             "no-metrics" => cfg.metrics_path = None,
             "deflate" => crate::deflate::enable(&mut cfg)?,
+            "tls-cert" => tls_cert = Some(value()?.into()),
+            "tls-key" => tls_key = Some(value()?.into()),
             _ => {
                 return Err(format!(
                     "invalid option '--{name}' (see wsreactor echo --help)"
@@ -165,10 +192,19 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     if !origins.is_empty() {
         cfg.allowed_origins = Some(origins);
     }
+    if let Some(files) = crate::tls::server_files(tls_cert, tls_key)? {
+        let acceptor = crate::tls::serve(&mut cfg, &files)?;
+        handler.tls = Some((acceptor, files));
+    }
+    let scheme = if handler.tls.is_some() { "wss" } else { "ws" };
+    let reload = handler.tls.is_some();
     let server = Server::bind(addr.as_str(), cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-    log::info!("echo server listening on ws://{}", server.local_addr());
-    install_signal_handlers(server.stopper())?;
+    log::info!(
+        "echo server listening on {scheme}://{}",
+        server.local_addr()
+    );
+    install_signal_handlers(server.stopper(), reload)?;
     server
         .run()
         .map_err(|e| format!("event loop failed: {e}"))?;
@@ -181,8 +217,23 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
 /// thread: a second thread makes glibc take its multi-threaded path (a
 /// cancellation check around every `recv`, `writev` and `epoll_wait`),
 /// which measurably costs the echo loop.
-fn install_signal_handlers(remote: wsreactor::Remote) -> Result<(), String> {
+///
+/// SIGHUP (with TLS) sets `RELOAD` and wakes the loop, whose `on_wake`
+/// reads the files: nothing of that is async-signal-safe.
+fn install_signal_handlers(remote: wsreactor::Remote, reload: bool) -> Result<(), String> {
     static SEEN: AtomicUsize = AtomicUsize::new(0);
+    if reload {
+        let remote = remote.clone();
+        // SAFETY: an atomic store and one write(2) to the reactor's eventfd,
+        // as for the handlers below.
+        let registered = unsafe {
+            signal_hook::low_level::register(signal_hook::consts::SIGHUP, move || {
+                RELOAD.store(true, Ordering::SeqCst);
+                remote.wake();
+            })
+        };
+        registered.map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    }
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let remote = remote.clone();
         // SAFETY: the handler is async-signal-safe: an atomic increment,
