@@ -22,12 +22,20 @@
 #   3. memory: the server's RSS with 10,000 idle connections (opened by
 #      benches/peers idle-conns from 127.0.0.2-127.0.0.11, WebSocket
 #      handshake done) minus its RSS before, per connection.
+#   4. TLS (wss://): `wsreactor echo` over TLS (--features tls) beside plain
+#      `wsreactor echo` and tokio-tungstenite over tokio-rustls (the same
+#      rustls provider, ring), closed loop at 100 x 20 B and 200 x 16 KiB,
+#      servers interleaved as in 1 (msg/s, server CPU per echo, paired
+#      ratios), then memory per idle TLS connection as in 3 (10,000
+#      connections, TLS and WebSocket handshakes done). A throwaway CA and
+#      certificate from autobahn/tls-certs.sh; clients verify them.
 #
 # Writes benches/results/<date>.md (medians, min-max spread, ratios to raw TCP
 # and to each peer, CPU of server and generator), <date>.svg (the chart) and
 # <date>.jsonl (every run's raw JSON). --quick: two repetitions, under
 # 5 minutes. The full run (10 repetitions of 0.5 s + 1.5 s, 3 of the equal
-# load, 4 of the latency) takes about 13 minutes.
+# load, 4 of the latency) takes about 13 minutes, plus about 3 for TLS.
+# --tls-only: only phase 4 (with --quick's repetitions if BENCH_REPS is unset).
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
 # Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
@@ -39,13 +47,15 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 QUICK=0
+TLS_ONLY=0
 REPORT_ONLY=
 case "${1:-}" in
   --quick) QUICK=1 ;;
+  --tls-only) QUICK=1; TLS_ONLY=1 ;;
   --report) REPORT_ONLY=${2:?--report needs a results .jsonl file} ;;
   "") ;;
-  -h|--help) sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "usage: $0 [--quick | --report RESULTS.jsonl]" >&2; exit 2 ;;
+  -h|--help) sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "usage: $0 [--quick | --tls-only | --report RESULTS.jsonl]" >&2; exit 2 ;;
 esac
 
 # Many short runs rather than a few long ones: this machine's speed shifts
@@ -306,6 +316,50 @@ for s in servers:
         per = (m["rss_after_kib"] - m["rss_before_kib"]) * 1024 / m["connections"]
         w(f"| {s} | {m['rss_before_kib']:,} KiB | {m['rss_after_kib']:,} KiB | {per:,.0f} B |")
 w("")
+tls_rows = [r for r in rows if r.get("kind") == "tls"]
+if tls_rows:
+    tls_servers = ["wsreactor", "wsreactor-tls", "tokio-tungstenite-tls"]
+    tls_cases = [c for c in ["100x20B", "200x16KiB"] if any(r.get("case") == c for r in tls_rows)]
+    w("## TLS (wss://)\n")
+    w("Closed loop as above, servers started once and interleaved per repetition: plain "
+      "`wsreactor echo`, `wsreactor echo --tls-cert/--tls-key` (`wsreactor-tls`) and "
+      "tokio-tungstenite over tokio-rustls (`tokio-tungstenite-tls`), both TLS servers on rustls "
+      "with the ring provider; the generator verifies the certificate (TLS 1.3, ECDSA P-256). "
+      "msg/s median [min-max]; server CPU per echo in microseconds (median).\n")
+    w("| case | " + " | ".join(f"{s} msg/s" for s in tls_servers) + " | "
+      + " | ".join(f"{s} CPU us/echo" for s in tls_servers) + " |")
+    w("|---" * (2 * len(tls_servers) + 1) + "|")
+    for c in tls_cases:
+        cells, cpu = [], []
+        for s in tls_servers:
+            rs = runs("tls", s, c)
+            v = [r["msg_per_s"] for r in rs]
+            cells.append(f"{med(v):,.0f} [{min(v):,.0f}-{max(v):,.0f}]" if v else "-")
+            us = [r["server_cpu_us_per_msg"] for r in rs if r.get("server_cpu_us_per_msg")]
+            cpu.append(f"{med(us):.2f}" if us else "-")
+        w(f"| {labels[c]} | " + " | ".join(cells + cpu) + " |")
+    w("")
+    w("Paired ratios (median of per-repetition ratios, min-max in brackets); CPU: the reference's "
+      "CPU per echo over wsreactor-tls's (above 1: wsreactor-tls is cheaper).\n")
+    w("| case | wsreactor-tls / wsreactor msg/s | wsreactor-tls / tokio-tungstenite-tls msg/s "
+      "| CPU vs wsreactor | CPU vs tokio-tungstenite-tls |")
+    w("|---|---|---|---|---|")
+    for c in tls_cases:
+        w(f"| {labels[c]} | {cell(paired('wsreactor-tls', c, 'msg_per_s', ref='wsreactor', kind='tls'))} "
+          f"| {cell(paired('wsreactor-tls', c, 'msg_per_s', ref='tokio-tungstenite-tls', kind='tls'))} "
+          f"| {cell(paired('wsreactor-tls', c, 'server_cpu_us_per_msg', invert=True, ref='wsreactor', kind='tls'))} "
+          f"| {cell(paired('wsreactor-tls', c, 'server_cpu_us_per_msg', invert=True, ref='tokio-tungstenite-tls', kind='tls'))} |")
+    w("")
+mem_tls = [r for r in rows if r.get("kind") == "memory-tls"]
+if mem_tls:
+    w("### Memory per idle TLS connection\n")
+    w("As above, with TLS and WebSocket handshakes done on each connection (idle-conns --tls-ca).\n")
+    w("| server | RSS before | RSS with idle TLS connections | per connection |")
+    w("|---|---|---|---|")
+    for m in mem_tls:
+        per = (m["rss_after_kib"] - m["rss_before_kib"]) * 1024 / m["connections"]
+        w(f"| {m['server']} | {m['rss_before_kib']:,} KiB | {m['rss_after_kib']:,} KiB | {per:,.0f} B |")
+    w("")
 svg_name = os.path.basename(base) + ".svg"
 w(f"![msg/s relative to raw TCP]({svg_name})\n")
 w(f"Raw data: `{os.path.basename(base)}.jsonl` (one JSON object per run).\n")
@@ -401,7 +455,7 @@ fi
 
 # ---- build ------------------------------------------------------------------
 echo "== building (release)" >&2
-cargo build --release --features loadgen --bin wsreactor >&2
+cargo build --release --features loadgen,tls --bin wsreactor >&2
 cargo build --release --manifest-path benches/peers/Cargo.toml >&2
 MAIN_TARGET=$(cargo metadata --format-version 1 --no-deps \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -420,7 +474,7 @@ fi
 STAMP=$(date -u +%Y-%m-%d)
 OUT=$ROOT/benches/results
 mkdir -p "$OUT"
-if ((QUICK)); then BASE=$OUT/$STAMP-quick; else BASE=$OUT/$STAMP; fi
+if ((TLS_ONLY)); then BASE=$OUT/$STAMP-tls; elif ((QUICK)); then BASE=$OUT/$STAMP-quick; else BASE=$OUT/$STAMP; fi
 RAW=$BASE.jsonl
 # Read before the results files are rewritten: they may be tracked.
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -428,6 +482,8 @@ git diff --quiet HEAD 2>/dev/null || REV="$REV+uncommitted changes"
 : > "$RAW"
 echo "{\"kind\":\"meta\",\"revision\":\"$REV\",\"started\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\",\"loadavg_start\":\"$(cut -d' ' -f1-3 /proc/loadavg)\"}" >> "$RAW"
 LOGDIR=$(mktemp -d /tmp/wsreactor-compare.XXXXXX)
+TLS_DIR=$LOGDIR/tls
+"$ROOT/autobahn/tls-certs.sh" "$TLS_DIR"
 
 # ---- servers ----------------------------------------------------------------
 SERVERS=(raw-tcp wsreactor tokio-tungstenite fastwebsockets)
@@ -438,6 +494,7 @@ port_of() {
     raw-tcp) echo $((PORT_BASE + 1)) ;; wsreactor) echo $((PORT_BASE + 2)) ;;
     tokio-tungstenite) echo $((PORT_BASE + 3)) ;; fastwebsockets) echo $((PORT_BASE + 4)) ;;
     raw-tcp-wire) echo $((PORT_BASE + 1)) ;;  # the same raw-tcp-echo
+    wsreactor-tls) echo $((PORT_BASE + 5)) ;; tokio-tungstenite-tls) echo $((PORT_BASE + 6)) ;;
   esac
 }
 wire_size() {  # payload size -> size of the client's (masked) frame
@@ -459,6 +516,9 @@ start_server() {  # name
     wsreactor) cmd=("$WSR" echo --addr "$addr") ;;
     tokio-tungstenite) cmd=("$PEERS/tokio-tungstenite-echo" --addr "$addr") ;;
     fastwebsockets) cmd=("$PEERS/fastwebsockets-echo" --addr "$addr") ;;
+    wsreactor-tls) cmd=("$WSR" echo --addr "$addr" --tls-cert "$TLS_DIR/cert.pem" --tls-key "$TLS_DIR/key.pem") ;;
+    tokio-tungstenite-tls) cmd=("$PEERS/tokio-tungstenite-tls-echo" --addr "$addr"
+                                --cert "$TLS_DIR/cert.pem" --key "$TLS_DIR/key.pem") ;;
   esac
   if port_busy "$port"; then
     echo "compare.sh: port $port is already in use (set BENCH_PORT_BASE)" >&2; exit 1
@@ -502,6 +562,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
 # ---- 1. throughput ----------------------------------------------------------
 # name:connections:size:kind
 CASES=("100x20B:100:20:binary" "10x1KiB:10:1024:binary" "200x16KiB:200:16384:binary"
@@ -513,6 +575,7 @@ bench_run() {  # server case-name conns size kind duration warmup tag [extra ben
   local port; port=$(port_of "$server")
   local mode=(--url "ws://127.0.0.1:$port/")
   [[ $server == raw-tcp* ]] && mode=(--mode tcp --url "127.0.0.1:$port")
+  [[ $server == *-tls ]] && mode=(--url "wss://localhost:$port/" --ca "$TLS_DIR/ca.pem")
   [[ $server == raw-tcp-wire ]] && size=$(wire_size "$size")
   local own=1 pid_key=$server
   [[ $server == raw-tcp-wire ]] && pid_key=raw-tcp
@@ -544,6 +607,7 @@ rotation() {  # rep server...
   for ((i = 0; i < $#; i++)); do echo "${all[$(((i + rep) % $#))]}"; done
 }
 
+if ((!TLS_ONLY)); then  # phases 1-3
 echo "== throughput: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run; logs in $LOGDIR" >&2
 for server in "${SERVERS[@]}"; do
   start_server "$server"
@@ -590,7 +654,6 @@ done
 
 # ---- 3. memory per idle connection ------------------------------------------
 echo "== memory: $IDLE_CONNS idle connections per server" >&2
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 for server in "${SERVERS[@]}"; do
   start_server "$server"
   sleep 0.5
@@ -610,6 +673,55 @@ for server in "${SERVERS[@]}"; do
     sleep 1  # let the server finish what the last handshakes started
     after=$(rss_kib "$SERVER_PID")
     echo "{\"server\":\"$server\",\"kind\":\"memory\",\"connections\":$IDLE_CONNS,\"rss_before_kib\":$before,\"rss_after_kib\":$after}" >> "$RAW"
+    echo "   $server: RSS $before KiB -> $after KiB: $(( (after - before) * 1024 / IDLE_CONNS )) B per connection" >&2
+  else
+    echo "   $server: FAILED to open $IDLE_CONNS connections (see $LOGDIR/idle.log)" >&2
+  fi
+  kill "$IDLE_PID" 2>/dev/null || true
+  wait "$IDLE_PID" 2>/dev/null || true
+  IDLE_PID=
+  stop_server
+done
+fi  # phases 1-3
+
+# ---- 4. TLS -----------------------------------------------------------------
+TLS_SERVERS=(wsreactor wsreactor-tls tokio-tungstenite-tls)
+TLS_CASES=("100x20B:100:20:binary" "200x16KiB:200:16384:binary")
+echo "== TLS: $REPS repetition(s), ${WARMUP}s warm-up + ${DURATION}s per run" >&2
+for server in "${TLS_SERVERS[@]}"; do
+  start_server "$server"
+  RUNNING[$server]=$SERVER_PID
+  SERVER_PID=
+done
+for ((rep = 0; rep < REPS; rep++)); do
+  REP=$rep
+  for c in "${TLS_CASES[@]}"; do
+    IFS=: read -r name conns size kind <<<"$c"
+    for server in $(rotation "$rep" "${TLS_SERVERS[@]}"); do
+      bench_run "$server" "$name" "$conns" "$size" "$kind" "$DURATION" "$WARMUP" tls
+    done
+  done
+done
+stop_running
+echo "== TLS memory: $IDLE_CONNS idle TLS connections per server" >&2
+for server in wsreactor-tls tokio-tungstenite-tls; do
+  start_server "$server"
+  sleep 0.5
+  before=$(rss_kib "$SERVER_PID")
+  taskset -c "$CCPU" "$PEERS/idle-conns" --addr "127.0.0.1:$(port_of "$server")" \
+    --count "$IDLE_CONNS" --sources 10 --hold 120 --tls-ca "$TLS_DIR/ca.pem" \
+    >"$LOGDIR/idle.out" 2>>"$LOGDIR/idle.log" &
+  IDLE_PID=$!
+  ok=0
+  for _ in $(seq 1200); do  # at most 120 s: TLS handshakes cost more
+    if grep -q '^ready' "$LOGDIR/idle.out"; then ok=1; break; fi
+    kill -0 "$IDLE_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  if ((ok)); then
+    sleep 1
+    after=$(rss_kib "$SERVER_PID")
+    echo "{\"server\":\"$server\",\"kind\":\"memory-tls\",\"connections\":$IDLE_CONNS,\"rss_before_kib\":$before,\"rss_after_kib\":$after}" >> "$RAW"
     echo "   $server: RSS $before KiB -> $after KiB: $(( (after - before) * 1024 / IDLE_CONNS )) B per connection" >&2
   else
     echo "   $server: FAILED to open $IDLE_CONNS connections (see $LOGDIR/idle.log)" >&2
