@@ -335,3 +335,91 @@ impl TlsStream {
         self.tcp.shutdown(how)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+
+    use super::*;
+
+    /// A server `TlsStream` over loopback with its handshake done, and a
+    /// channel to tell the client thread how much to write: the client
+    /// answers once all of it is written.
+    fn pair() -> (TlsStream, mpsc::Sender<usize>, mpsc::Receiver<()>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let der = cert.der().clone();
+        let server = server_config(
+            vec![der.clone()],
+            PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            None,
+        )
+        .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (ask, asked) = mpsc::channel::<usize>();
+        let (done, written) = mpsc::channel();
+        std::thread::spawn(move || {
+            let config = Arc::new(client_config(&[der]).unwrap());
+            let name = ServerName::try_from("localhost").unwrap();
+            let conn = ClientConnection::new(config, name).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(addr).unwrap());
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock).unwrap();
+            }
+            done.send(()).unwrap();
+            for n in asked {
+                s.write_all(&vec![7u8; n]).unwrap();
+                s.flush().unwrap();
+                done.send(()).unwrap();
+            }
+        });
+        let (tcp, _) = listener.accept().unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        let mut t = TlsStream::server(TcpStream::from_std(tcp), Arc::new(server)).unwrap();
+        while t.tls.is_handshaking() {
+            match t.read(&mut [0u8; 16]) {
+                Ok(n) => assert_eq!(n, 0, "data before the handshake ended"),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        written.recv().unwrap();
+        (t, ask, written)
+    }
+
+    /// The reactor's contract: a read returns less than its room only when
+    /// both the socket and rustls are drained, and a full read leaves the
+    /// rest for the next read (no edge needed).
+    #[test]
+    fn a_short_read_means_drained() {
+        let (mut t, ask, written) = pair();
+        // 50 000 bytes: four records, more than a dozen 4 KiB socket reads.
+        ask.send(50_000).unwrap();
+        written.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut buf = vec![0u8; 64 * 1024];
+        assert_eq!(t.read(&mut buf).unwrap(), 50_000, "one read takes it all");
+        let e = t.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        ask.send(50_000).unwrap();
+        written.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut small = [0u8; 1000];
+        for i in 0..50 {
+            assert_eq!(t.read(&mut small).unwrap(), 1000, "read {i} not full");
+        }
+        let e = t.read(&mut small).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        assert!(!t.holds_output());
+    }
+}
