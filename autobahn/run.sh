@@ -9,7 +9,7 @@
 #                 compared against expected-results-all.json instead
 #       --update  write this run's results as the new expected file
 #       --tls     over wss://: a throwaway CA and certificate are made with
-#                 tls-certs.sh in reports/tls, the server gets --tls-cert and
+#                 tls-certs.sh in reports/tls-MODE, the server gets --tls-cert and
 #                 --tls-key (built with --features tls), and wstest connects
 #                 with SNI localhost, verifying the certificate against that
 #                 CA (SSL_CERT_FILE); the expected results are the same
@@ -236,7 +236,7 @@ if [ ! -x "$HERE/.venv/bin/python" ] || ! "$HERE/wstest" --help >/dev/null 2>&1;
 fi
 
 # --- TLS -------------------------------------------------------------------------
-TLS_DIR="$REPORTS/tls"
+TLS_DIR="$REPORTS/tls-$MODE"  # per mode: the two modes may run at once
 SCHEME=ws
 SERVER_TLS=""
 CLIENT_TLS=()
