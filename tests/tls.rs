@@ -581,3 +581,31 @@ fn a_swapped_configuration_serves_new_connections_and_keeps_open_ones() {
     }
     server.stop();
 }
+
+#[test]
+fn past_max_connections_a_tls_client_reads_the_503_over_tls() {
+    let pki = Pki::new();
+    let leaf = pki.leaf(&["localhost"], false);
+    let server = start(
+        ServerConfig {
+            max_connections: 1,
+            ..tls_config(&leaf)
+        },
+        Echo,
+    );
+    let mut first = TlsWs::connect(server.addr, pki.client_config(), "localhost");
+    let mut second = TlsWs::tls(server.addr, pki.client_config(), "localhost");
+    second
+        .stream
+        .write_all(&common::upgrade_request("/chat"))
+        .unwrap();
+    let head = second.read_head();
+    assert!(
+        head.starts_with(b"HTTP/1.1 503"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    first.send(OP_TEXT, b"the first still works");
+    assert_eq!(first.recv().payload, b"the first still works");
+    server.stop();
+}

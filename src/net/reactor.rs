@@ -429,8 +429,11 @@ impl<H: Handler> Reactor<H> {
             {
                 log::warn!("refusing {addr}: {held} connections held");
                 self.metrics.refused_total += 1;
-                // Best effort: a fresh socket's send buffer takes this at once.
-                let _ = stream.write(SERVICE_UNAVAILABLE);
+                // Best effort: a fresh socket's send buffer takes this at once
+                // (not on a TLS port: it would be garbage to a TLS client).
+                if !Transport::serves_tls(&self.config) {
+                    let _ = stream.write(SERVICE_UNAVAILABLE);
+                }
                 continue;
             }
             if let Err(e) = stream.set_nodelay(true) {

@@ -56,7 +56,8 @@ impl Transport {
         }
     }
 
-    /// Output held below the sender's queue (TLS records not yet sent).
+    /// Output held below the sender's queue (TLS records not yet sent, or
+    /// plaintext waiting for the TLS handshake).
     #[inline]
     pub(crate) fn holds_output(&self) -> bool {
         match self {
@@ -161,6 +162,17 @@ impl Source for Transport {
 }
 
 impl Transport {
+    /// Does the reactor serve TLS on its listener?
+    pub(crate) fn serves_tls(config: &ServerConfig) -> bool {
+        #[cfg(feature = "tls")]
+        return config.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        {
+            let _ = config;
+            false
+        }
+    }
+
     /// An accepted socket: TLS when the reactor serves it.
     pub(crate) fn accepted(stream: TcpStream, config: &ServerConfig) -> io::Result<Self> {
         #[cfg(feature = "tls")]
