@@ -38,7 +38,7 @@
 # --tls-only: only phase 4 (with --quick's repetitions if BENCH_REPS is unset).
 # --report R.jsonl: only rewrite R.md and R.svg from the runs in R.jsonl.
 #
-# Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+4 must be
+# Environment: BENCH_PORT_BASE (default 19300; ports BASE+1..BASE+6 must be
 # free), BENCH_REPS, BENCH_DURATION, BENCH_WARMUP to override the defaults,
 # BENCH_SERVER_CPU / BENCH_CLIENT_CPU (default 0 / 1). Loopback only.
 set -euo pipefail
