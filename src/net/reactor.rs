@@ -652,7 +652,7 @@ pub struct Control<'a> {
 impl Control<'_> {
     /// Open a client connection to `ws[s]://host[:port][/path]` (`wss://`
     /// with the `tls` feature: the certificate is verified for the host,
-    /// against [`ServerConfig::tls_client`]'s roots). The host is
+    /// against `ServerConfig::tls_client`'s roots). The host is
     /// resolved with the system resolver (blocking, once per call); the TCP
     /// connect and the handshake then proceed in the loop. The handler gets
     /// [`Handler::on_open`] when the handshake succeeds, or

@@ -1,7 +1,7 @@
 //! TLS for the reactor (feature `tls`): rustls driven by hand over a
 //! non-blocking socket, and the configurations it needs.
 //!
-//! The reactor calls [`TlsStream`] through its transport like a socket:
+//! The reactor calls a `TlsStream` through its transport like a socket:
 //! `read` decrypts into the loop's shared buffer, `write` hands plaintext to
 //! rustls and pushes the records out. The crypto provider is rustls's `ring`
 //! one (see the README for why).
