@@ -92,6 +92,9 @@ pub mod topics;
 #[cfg(feature = "signals")]
 pub use net::ShutdownSignals;
 pub use proto::{CloseFrame, Message};
+/// The rustls this crate is built with, for its configuration types.
+#[cfg(feature = "tls")]
+pub use rustls;
 #[cfg(feature = "net")]
 pub use server::{
     ConnId, Control, Ctx, Decision, Handler, HttpResponse, Metrics, OverflowPolicy, Reactor,

@@ -297,6 +297,15 @@ pub struct ServerConfig {
     /// and is closed (lingering like any close, in a few extra slots, so the
     /// client reads the answer rather than a reset). Default 100 000. Bounds memory and file descriptors.
     pub max_connections: usize,
+    /// Serve TLS (`wss://`) on the listener: every accepted connection
+    /// starts with a TLS handshake (counted in `handshake_timeout`) under
+    /// the acceptor's configuration at that moment. Default `None` (plain).
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::net::tls::TlsAcceptor>,
+    /// Client configuration for `wss://` URLs. Default `None`: Mozilla's
+    /// roots (webpki-roots), TLS 1.3 and 1.2, certificates always verified.
+    #[cfg(feature = "tls")]
+    pub tls_client: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -320,6 +329,10 @@ impl Default for ServerConfig {
             max_subscriber_backlog: 1 << 20,
             on_slow_subscriber: SlowPolicy::Close(1008),
             max_connections: 100_000,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_client: None,
         }
     }
 }

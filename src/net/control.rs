@@ -18,6 +18,7 @@ use super::inplace::InPlace;
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::Tick;
+use super::transport::Transport;
 use super::url::WsUrl;
 use crate::client::ConnectOptions;
 use crate::handshake::client::write_request;
@@ -43,7 +44,7 @@ pub(crate) const MAX_KEY: usize = {
 pub(crate) struct Own<'a> {
     pub(crate) id: ConnId,
     pub(crate) tx: &'a mut Sender,
-    pub(crate) stream: &'a mut TcpStream,
+    pub(crate) stream: &'a mut Transport,
     pub(crate) broken: &'a mut bool,
     /// The message being handled, if it can be sent back in place.
     pub(crate) in_place: Option<InPlace>,
@@ -114,16 +115,24 @@ impl<'a> Control<'a> {
     pub fn connect_with(&mut self, url: &str, options: &ConnectOptions) -> io::Result<ConnId> {
         options.check()?;
         let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if url.tls && cfg!(not(feature = "tls")) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "wss:// needs a build with the tls feature",
+            ));
+        }
         let addr = (url.host.as_str(), url.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
         self.check_room()?;
+        let tls_host = url.tls.then_some(url.host.as_str());
         self.adopt(
             TcpStream::connect(addr)?,
             &url.host_header(),
             &url.path,
             options,
+            tls_host,
         )
     }
 
@@ -139,6 +148,7 @@ impl<'a> Control<'a> {
             host,
             path,
             &ConnectOptions::default(),
+            None,
         )
     }
 
@@ -163,6 +173,7 @@ impl<'a> Control<'a> {
             host,
             path,
             &ConnectOptions::default(),
+            None,
         )
     }
 
@@ -174,14 +185,18 @@ impl<'a> Control<'a> {
         Ok(())
     }
 
+    /// Register a connecting socket as a client connection (TLS towards
+    /// `tls_host` for `wss://`).
     fn adopt(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         host: &str,
         path: &str,
         options: &ConnectOptions,
+        tls_host: Option<&str>,
     ) -> io::Result<ConnId> {
         let hub = &mut *self.hub;
+        let mut stream = Transport::connecting(stream, tls_host, &hub.config)?;
         let key = hub.conns.vacant_key();
         hub.poll.registry().register(
             &mut stream,

@@ -28,6 +28,7 @@ use super::hub::{Flags, Hub};
 use super::logs::Limits;
 use super::metrics::Metrics;
 use super::timer::{Target, Tick};
+use super::transport::Transport;
 use crate::client::ConnectOptions;
 use crate::handshake::server::{write_head_response, write_response};
 use crate::proto::Connection;
@@ -474,13 +475,23 @@ impl<H: Handler> Reactor<H> {
             {
                 hub.rejects.refused(now, addr, held);
                 hub.metrics.refused_total += 1;
-                // Best effort: a fresh socket's send buffer takes this at once.
-                let _ = stream.write(SERVICE_UNAVAILABLE);
+                // Best effort: a fresh socket's send buffer takes this at once
+                // (not on a TLS port: it would be garbage to a TLS client).
+                if !Transport::serves_tls(&hub.config) {
+                    let _ = stream.write(SERVICE_UNAVAILABLE);
+                }
                 continue;
             }
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("set_nodelay for {addr}: {e}");
             }
+            let mut stream = match Transport::accepted(stream, &hub.config) {
+                Ok(s) => s,
+                Err(e) => {
+                    log::warn!("TLS for {addr}: {e}");
+                    continue;
+                }
+            };
             let key = hub.conns.vacant_key();
             if let Err(e) = hub.poll.registry().register(
                 &mut stream,

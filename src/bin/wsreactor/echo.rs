@@ -1,13 +1,18 @@
 //! `wsreactor echo` / `wsreactor serve`: the echo service with every server
 //! setting on the command line, token auth and graceful shutdown on
-//! SIGINT/SIGTERM. `wsreactor broadcast` is the same server with another
-//! handler: every message to every open connection.
+//! SIGINT/SIGTERM, TLS with certificate reload on SIGHUP. `wsreactor
+//! broadcast` is the same server with another handler (every message to
+//! every open connection), `wsreactor serve` with the rooms gateway's.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::args;
-use wsreactor::handshake::server::Upgrade;
-use wsreactor::{ConnId, Ctx, Decision, Handler, Message, Server, ServerConfig};
+use wsreactor::handshake::server::{PlainHttp, Upgrade};
+use wsreactor::{
+    ConnId, Control, Ctx, Decision, Handler, HttpResponse, Message, Server, ServerConfig,
+};
 
 const USAGE: &str = "\
 wsreactor echo: a WebSocket echo service (every text and binary message back unchanged)
@@ -49,6 +54,10 @@ OPTIONS:
     --no-metrics                Do not serve GET /metrics
     --deflate                   Accept permessage-deflate (RFC 7692); needs a
                                 build with --features deflate
+    --tls-cert FILE             Serve wss:// (TLS 1.3 and 1.2, ALPN http/1.1)
+                                with this PEM certificate chain (leaf first);
+                                needs a build with --features tls
+    --tls-key FILE              The PEM private key of --tls-cert
     -h, --help                  Print this help
 
 SIZE is bytes, or a number with K, M or G (powers of 1024, any case, an
@@ -56,8 +65,10 @@ optional iB): 16M = 16MiB = 16777216. SECS may have fractions (0.5).
 
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
 the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
-at once. /healthz answers 200 and /metrics Prometheus text (GET or HEAD,
-any query); other plain HTTP gets 426.
+at once. SIGHUP (with --tls-cert): load the certificate and key again for new
+connections; open ones keep theirs, and a file that fails to load leaves the
+current certificate in place. /healthz answers 200 and /metrics Prometheus
+text (GET or HEAD, any query); other plain HTTP gets 426.
 ";
 
 const BROADCAST_USAGE: &str = "\
@@ -191,6 +202,7 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         service,
     };
     let mut origins = Vec::new();
+    let (mut tls_cert, mut tls_key) = (None::<PathBuf>, None::<PathBuf>);
     #[cfg(feature = "gateway")]
     let mut gateway = Gateway::default();
     if service == Service::Gateway {
@@ -278,6 +290,8 @@ cargo build --release --features gateway (or use echo)"
             "shutdown-timeout" => cfg.shutdown_timeout = args::seconds(n, &value()?)?,
             "no-metrics" => cfg.metrics_path = None,
             "deflate" => crate::deflate::enable(&mut cfg)?,
+            "tls-cert" => tls_cert = Some(value()?.into()),
+            "tls-key" => tls_key = Some(value()?.into()),
             #[cfg(feature = "gateway")]
             "jwt-secret-file" | "jwt-public-key" | "history-messages" | "history-age"
                 if service == Service::Gateway =>
@@ -294,20 +308,48 @@ cargo build --release --features gateway (or use echo)"
     if !origins.is_empty() {
         cfg.allowed_origins = Some(origins);
     }
+    let tls = match crate::tls::server_files(tls_cert, tls_key)? {
+        Some(files) => Some((crate::tls::serve(&mut cfg, &files)?, files)),
+        None => None,
+    };
     #[cfg(feature = "gateway")]
     if service == Service::Gateway {
-        return serve(&addr, cfg, gateway.handler()?);
+        return serve(&addr, cfg, gateway.handler()?, tls);
     }
-    serve(&addr, cfg, handler)
+    serve(&addr, cfg, handler, tls)
 }
 
-/// Bind, stop gracefully on SIGINT/SIGTERM, run.
-fn serve<H: Handler>(addr: &str, cfg: ServerConfig, handler: H) -> Result<(), String> {
+/// Bind, stop gracefully on SIGINT/SIGTERM (and reload the certificate on
+/// SIGHUP), run.
+fn serve<H: Handler>(
+    addr: &str,
+    cfg: ServerConfig,
+    handler: H,
+    tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+) -> Result<(), String> {
+    let reload = tls.is_some();
+    let handler = Reloading {
+        inner: handler,
+        tls,
+    };
     let server =
         Server::bind(addr, cfg, handler).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     server
         .shutdown_on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    if reload {
+        let remote = server.stopper();
+        // SAFETY: an atomic store and one write(2) to the reactor's eventfd
+        // (mio's `Waker`): async-signal-safe, no allocation, no lock. The
+        // files are read later, on the loop, by `Reloading::on_wake`.
+        let registered = unsafe {
+            signal_hook::low_level::register(signal_hook::consts::SIGHUP, move || {
+                RELOAD.store(true, Ordering::SeqCst);
+                remote.wake();
+            })
+        };
+        registered.map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    }
     server
         .run()
         .map_err(|e| format!("event loop failed: {e}"))?;
@@ -365,6 +407,54 @@ impl Gateway {
         Ok(wsreactor::gateway::server::GatewayHandler::new(
             config, auth,
         ))
+    }
+}
+
+/// Set by SIGHUP, taken by the next `on_wake`.
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+/// Any service's handler, plus the TLS certificate reload SIGHUP asks for
+/// (done on the loop, in `on_wake`).
+struct Reloading<H> {
+    inner: H,
+    tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+}
+
+impl<H: Handler> Handler for Reloading<H> {
+    fn on_handshake<'b>(&mut self, id: ConnId, req: &Upgrade<'_, 'b>) -> Decision<'b> {
+        self.inner.on_handshake(id, req)
+    }
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        self.inner.on_open(ctx)
+    }
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        self.inner.on_message(ctx, msg)
+    }
+    fn on_pong(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        self.inner.on_pong(ctx, payload)
+    }
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        self.inner.on_close(ctx, code, reason)
+    }
+    fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId, reason: &str) {
+        self.inner.on_connect_failed(ctl, id, reason)
+    }
+    fn on_http(&mut self, req: &PlainHttp<'_>) -> Option<HttpResponse> {
+        self.inner.on_http(req)
+    }
+    fn on_metrics(&mut self, out: &mut String) {
+        self.inner.on_metrics(out)
+    }
+    fn on_wake(&mut self, ctl: &mut Control<'_>) {
+        if RELOAD.swap(false, Ordering::SeqCst) {
+            if let Some((acceptor, files)) = &self.tls {
+                crate::tls::reload(acceptor, files);
+            }
+        }
+        self.inner.on_wake(ctl)
+    }
+    fn on_timer(&mut self, ctl: &mut Control<'_>, token: u64) {
+        self.inner.on_timer(ctl, token)
     }
 }
 

@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod deflate;
 mod echo;
+mod tls;
 
 const USAGE: &str = "\
 wsreactor: an RFC 6455 WebSocket server and client on a single-threaded mio reactor
