@@ -191,7 +191,12 @@ impl<H: Handler> Reactor<H> {
             .registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         self.listener = Some(listener);
-        log::info!("listening on ws://{local}");
+        let scheme = if Transport::serves_tls(&self.hub.config) {
+            "wss"
+        } else {
+            "ws"
+        };
+        log::info!("listening on {scheme}://{local}");
         log::info!("{}", Limits(&self.hub.config));
         Ok(local)
     }
