@@ -386,9 +386,14 @@ impl<'a> Control<'a> {
                 let bytes = publication.frame.bytes();
                 match write_once(stream, |s| s.write(bytes)) {
                     Some(n) => {
-                        // The kernel refused the rest: its writable edge
-                        // flushes the queue.
-                        tx.queue_shared_from(&publication.frame, n);
+                        if n < bytes.len() {
+                            // Refused in part: the rest is queued, and the
+                            // end of the round flushes it (a TLS transport
+                            // may have stopped short of the socket's limit,
+                            // so no writable edge is owed).
+                            tx.queue_shared_from(&publication.frame, n);
+                            hub.dirty.push(id);
+                        }
                         hub.metrics.deliveries_total += 1;
                         delivered += 1;
                     }
