@@ -39,11 +39,13 @@ impl Echo {
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the server logs its address")
-            .parse()
-            .expect("a socket address");
+        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
+            // Stopped by PID even when the test fails here.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the server logs its address");
+        };
+        let addr = addr.parse().expect("a socket address");
         Self { child, addr }
     }
 
