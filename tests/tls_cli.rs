@@ -4,16 +4,18 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+mod process_support;
 mod tls_support;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+
 use std::time::{Duration, Instant};
 
 use common::OP_TEXT;
+use process_support::spawn_listening;
 use tls_support::{temp_dir, Pki, TlsWs};
 
 struct Echo {
@@ -23,34 +25,12 @@ struct Echo {
 
 impl Echo {
     fn spawn(dir: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsreactor"))
-            .args(["echo", "--addr", "127.0.0.1:0", "--tls-cert"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsreactor"));
+        cmd.args(["echo", "--addr", "127.0.0.1:0", "--tls-cert"])
             .arg(dir.join("cert.pem"))
             .arg("--tls-key")
-            .arg(dir.join("key.pem"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wsreactor echo");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if let Some(i) = line.find("listening on wss://") {
-                    let addr = line[i + "listening on wss://".len()..].trim().to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let Ok(addr) = rx.recv_timeout(Duration::from_secs(10)) else {
-            // Stopped by PID even when the test fails here.
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the server logs its wss:// address");
-        };
-        let addr = addr.parse().expect("a socket address");
+            .arg(dir.join("key.pem"));
+        let (child, addr) = spawn_listening(cmd, "wss");
         Self { child, addr }
     }
 
