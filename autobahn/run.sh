@@ -1,20 +1,27 @@
 #!/usr/bin/env bash
 # Run the Autobahn|Testsuite against wsreactor.
 #
-#   autobahn/run.sh server [--all] [--update]
+#   autobahn/run.sh server [--tls] [--all] [--update]
 #       Builds target/release/wsreactor, starts `wsreactor echo` on
 #       127.0.0.1:$AUTOBAHN_PORT, runs `wstest -m fuzzingclient` against it,
 #       stops the server and summarizes reports/servers/index.json.
 #       --all     run every case (no exclude-cases from fuzzingclient.json);
 #                 compared against expected-results-all.json instead
 #       --update  write this run's results as the new expected file
-#   autobahn/run.sh client [--all] [--update]
+#       --tls     over wss://: a throwaway CA and certificate are made with
+#                 tls-certs.sh in reports/tls-MODE, the server gets --tls-cert and
+#                 --tls-key (built with --features tls), and wstest connects
+#                 with SNI localhost, verifying the certificate against that
+#                 CA (SSL_CERT_FILE); the expected results are the same
+#   autobahn/run.sh client [--tls] [--all] [--update]
 #       Builds the release binary, starts `wstest -m fuzzingserver` on
 #       127.0.0.1:$AUTOBAHN_PORT (web UI off; spec from fuzzingserver.json),
 #       runs `wsreactor autobahn-client` against it (case count, every case,
 #       report update), stops the fuzzing server and summarizes
 #       reports/clients/index.json against expected-results-client.json
-#       (expected-results-client-all.json with --all).
+#       (expected-results-client-all.json with --all). With --tls the
+#       fuzzing server serves wss:// with the throwaway certificate and the
+#       client trusts the CA with --ca.
 #
 # Environment:
 #   AUTOBAHN_PORT            port for the server under test (default 9001), or
@@ -55,10 +62,12 @@ usage() {
 [ $# -ge 1 ] || usage
 MODE=$1; shift
 ALL=0
+TLS=0
 SUMMARY_ARGS=()
 for arg in "$@"; do
     case "$arg" in
         --all) ALL=1 ;;
+        --tls) TLS=1 ;;
         --update) SUMMARY_ARGS+=(--update) ;;
         -h|--help) usage ;;
         *) log "unknown option: $arg"; usage ;;
@@ -114,8 +123,10 @@ fi
 # --- shared steps ----------------------------------------------------------------
 
 build_binary() { # sets BIN to the release build (under $CARGO_TARGET_DIR if set)
-    log "cargo build --release --features deflate"
-    (cd "$ROOT" && cargo build --release --features deflate)
+    local features=deflate
+    [ "$TLS" = 1 ] && features=deflate,tls
+    log "cargo build --release --features $features"
+    (cd "$ROOT" && cargo build --release --features "$features")
     BIN="${CARGO_TARGET_DIR:-target}/release/wsreactor"
     case "$BIN" in /*) ;; *) BIN="$ROOT/$BIN" ;; esac
     [ -x "$BIN" ] || die "$BIN was not built"
@@ -128,18 +139,24 @@ refuse_busy_port() {
 }
 
 write_spec() { # TEMPLATE DST: the template with host/port (and --all) applied
-    python3 - "$1" "$2" "$MODE" "$HOST" "$PORT" "$ALL" <<'PY'
+    python3 - "$1" "$2" "$MODE" "$HOST" "$PORT" "$ALL" "$TLS" "$TLS_DIR" <<'PY'
 import json, sys
-src, dst, mode, host, port, run_all = sys.argv[1:]
+src, dst, mode, host, port, run_all, tls, tls_dir = sys.argv[1:]
 with open(src) as f:
     spec = json.load(f)
-url = "ws://%s:%s" % (host, port)
+url = "%s://%s:%s" % ("wss" if tls == "1" else "ws", host, port)
 if mode == "server":  # fuzzingclient: the servers under test
     for s in spec["servers"]:
         s["url"] = url
+        if tls == "1":
+            # SNI, and verification of the certificate for this name.
+            s["hostname"] = "localhost"
 else:  # fuzzingserver: where it listens
     spec["url"] = url
     spec["outdir"] = "./reports/clients"
+    if tls == "1":
+        spec["cert"] = tls_dir + "/cert.pem"
+        spec["key"] = tls_dir + "/key.pem"
 if run_all == "1":
     spec["exclude-cases"] = []
     spec["exclude-agent-cases"] = {}
@@ -222,6 +239,21 @@ if [ ! -x "$HERE/.venv/bin/python" ] || ! "$HERE/wstest" --help >/dev/null 2>&1;
     "$HERE/install-wstest.sh"
 fi
 
+# --- TLS -------------------------------------------------------------------------
+TLS_DIR="$REPORTS/tls-$MODE"  # per mode: the two modes may run at once
+SCHEME=ws
+SERVER_TLS=""
+CLIENT_TLS=()
+DRIVER_ENV=()
+if [ "$TLS" = 1 ]; then
+    "$HERE/tls-certs.sh" "$TLS_DIR"
+    SCHEME=wss
+    SERVER_TLS=" --tls-cert $TLS_DIR/cert.pem --tls-key $TLS_DIR/key.pem"
+    CLIENT_TLS=(--ca "$TLS_DIR/ca.pem")
+    # wstest (OpenSSL) verifies against this file in place of the system's.
+    DRIVER_ENV=(env "SSL_CERT_FILE=$TLS_DIR/ca.pem")
+fi
+
 # --- what differs between the modes ------------------------------------------------
 # BG_*: the background process that listens on $HOST:$PORT (run in BG_DIR);
 # DRIVER_*: what runs the suite against it (run in DRIVER_DIR).
@@ -234,7 +266,7 @@ server)
         log "WSREACTOR_CMD set; skipping cargo build"
     else
         build_binary
-        SERVER_CMD="$BIN echo --deflate --threads ${AUTOBAHN_THREADS:-2} --addr $HOST:$PORT"
+        SERVER_CMD="$BIN echo --deflate --threads ${AUTOBAHN_THREADS:-2} --addr $HOST:$PORT$SERVER_TLS"
     fi
     KIND=servers; TEMPLATE=fuzzingclient.json; EXPECTED="expected-results"
     BG_NAME=server; BG_LOG="$REPORTS/server.log"; BG_DIR=$ROOT
@@ -242,7 +274,7 @@ server)
     BG_CMD=(bash -c "exec $SERVER_CMD")
     DRIVER_NAME=wstest; DRIVER_DIR=$HERE
     DRIVER_DESC="wstest -m fuzzingclient"
-    DRIVER_CMD=(./wstest -m fuzzingclient -s "$REPORTS/fuzzingclient.run.json")
+    DRIVER_CMD=(${DRIVER_ENV[@]+"${DRIVER_ENV[@]}"} ./wstest -m fuzzingclient -s "$REPORTS/fuzzingclient.run.json")
     ;;
 client)
     # wstest -m fuzzingserver is the background process; `wsreactor
@@ -267,7 +299,8 @@ client)
         -m fuzzingserver -s "$REPORTS/fuzzingserver.run.json" -u 0)
     DRIVER_NAME="the client"; DRIVER_DIR=$ROOT
     DRIVER_DESC="$BIN autobahn-client"
-    DRIVER_CMD=("$BIN" autobahn-client --deflate --url "ws://$HOST:$PORT" --agent wsreactor)
+    DRIVER_CMD=("$BIN" autobahn-client --deflate --url "$SCHEME://$HOST:$PORT" --agent wsreactor
+        ${CLIENT_TLS[@]+"${CLIENT_TLS[@]}"})
     ;;
 esac
 [ "$ALL" = 1 ] && EXPECTED="$EXPECTED-all"
@@ -282,6 +315,6 @@ log "starting $BG_DESC (log: ${BG_LOG#"$ROOT"/})"
 start_background "$BG_LOG" "$BG_DIR" "${BG_CMD[@]}"
 wait_for_port "$BG_NAME" "$BG_LOG"
 
-log "running $DRIVER_DESC (cases: $([ "$ALL" = 1 ] && echo all || echo "per $TEMPLATE"))"
+log "running $DRIVER_DESC over $SCHEME:// (cases: $([ "$ALL" = 1 ] && echo all || echo "per $TEMPLATE"))"
 run_driver "$DRIVER_DIR" "${DRIVER_CMD[@]}"
 finish_and_summarize "$REPORTS/$KIND/index.json" "$HERE/$EXPECTED.json"

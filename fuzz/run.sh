@@ -54,6 +54,7 @@ all_targets=(
     negotiate
     topics_fanout
     request_fields
+    gateway
 )
 if [ $# -gt 0 ]; then
     targets=("$@")
@@ -74,6 +75,7 @@ max_len_of() {
         negotiate) echo 1024 ;;
         topics_fanout) echo 3072 ;;
         request_fields) echo 512 ;;
+        gateway) echo 4096 ;;
         *)
             echo "unknown target $1" >&2
             exit 2
@@ -115,6 +117,7 @@ for t in "${targets[@]}"; do
     case $t in
         handshake_*) args+=("-dict=fuzz/ws.dict") ;;
         negotiate) args+=("-dict=fuzz/deflate.dict") ;;
+        gateway) args+=("-dict=fuzz/gateway.dict") ;;
     esac
     before=$(find "fuzz/artifacts/$t" -type f | sort)
     echo "== $t: ${secs}s"

@@ -78,6 +78,8 @@ struct ReadmeDoctests;
 #[cfg(feature = "net")]
 pub mod client;
 pub mod ext;
+#[cfg(feature = "gateway")]
+pub mod gateway;
 pub mod handshake;
 #[cfg(feature = "net")]
 pub mod net;
@@ -90,9 +92,12 @@ pub mod topics;
 #[cfg(feature = "signals")]
 pub use net::ShutdownSignals;
 pub use proto::{CloseFrame, Message};
+/// The rustls this crate is built with, for its configuration types.
+#[cfg(feature = "tls")]
+pub use rustls;
 #[cfg(feature = "net")]
 pub use server::{
-    Accept, Cluster, ConnId, Control, Ctx, Decision, Handler, Metrics, OverflowPolicy, Reactor,
-    Remote, Sent, Server, ServerConfig, SlowPolicy, Stopper,
+    Accept, Cluster, ConnId, Control, Ctx, Decision, Handler, HttpResponse, Metrics,
+    OverflowPolicy, Reactor, Remote, Sent, Server, ServerConfig, SlowPolicy, Stopper,
 };
 pub use status::Status;

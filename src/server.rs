@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::ext::DeflateConfig;
-use crate::handshake::server::Upgrade;
+use crate::handshake::server::{PlainHttp, Upgrade};
 use crate::handshake::Limits;
 use crate::proto::{self, Message};
 
@@ -133,6 +133,20 @@ pub trait Handler {
         let _ = (ctl, id, reason);
     }
 
+    /// A plain HTTP request (not an upgrade) on a path other than
+    /// `/healthz` and the metrics path, e.g. to serve a page. `None` (the
+    /// default): 426, this is a WebSocket endpoint.
+    fn on_http(&mut self, req: &PlainHttp<'_>) -> Option<HttpResponse> {
+        let _ = req;
+        None
+    }
+
+    /// `/metrics` is being answered: append the application's own metrics
+    /// (Prometheus text) to `out`.
+    fn on_metrics(&mut self, out: &mut String) {
+        let _ = out;
+    }
+
     /// Another thread called [`Remote::wake`].
     fn on_wake(&mut self, ctl: &mut Control<'_>) {
         let _ = ctl;
@@ -142,6 +156,18 @@ pub trait Handler {
     fn on_timer(&mut self, ctl: &mut Control<'_>, token: u64) {
         let _ = (ctl, token);
     }
+}
+
+/// A plain HTTP answer from [`Handler::on_http`]: sent with
+/// `Connection: close`; `HEAD` gets it without the body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status (e.g. 200, 404).
+    pub status: u16,
+    /// The `Content-Type`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: std::borrow::Cow<'static, [u8]>,
 }
 
 /// What to do with a connection whose queued output would pass its limit.
@@ -273,6 +299,15 @@ pub struct ServerConfig {
     /// and is closed (lingering like any close, in a few extra slots, so the
     /// client reads the answer rather than a reset). Default 100 000. Bounds memory and file descriptors.
     pub max_connections: usize,
+    /// Serve TLS (`wss://`) on the listener: every accepted connection
+    /// starts with a TLS handshake (counted in `handshake_timeout`) under
+    /// the acceptor's configuration at that moment. Default `None` (plain).
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::net::tls::TlsAcceptor>,
+    /// Client configuration for `wss://` URLs. Default `None`: Mozilla's
+    /// roots (webpki-roots), TLS 1.3 and 1.2, certificates always verified.
+    #[cfg(feature = "tls")]
+    pub tls_client: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for ServerConfig {
@@ -296,6 +331,10 @@ impl Default for ServerConfig {
             max_subscriber_backlog: 1 << 20,
             on_slow_subscriber: SlowPolicy::Close(1008),
             max_connections: 100_000,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            tls_client: None,
         }
     }
 }

@@ -110,11 +110,12 @@ fn connect_to_a_closed_port_reports_failure() {
 #[test]
 fn bad_urls_are_refused() {
     let mut reactor = Reactor::new(ServerConfig::default(), Both::default()).unwrap();
-    for url in [
-        "http://127.0.0.1/",
-        "wss://127.0.0.1/",
-        "ws://127.0.0.1:notaport/",
-    ] {
+    let mut urls = vec!["http://127.0.0.1/", "ws://127.0.0.1:notaport/"];
+    // Without TLS built in, wss:// is refused before anything is tried.
+    if cfg!(not(feature = "tls")) {
+        urls.push("wss://127.0.0.1/");
+    }
+    for url in urls {
         let e = reactor.connect(url).unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{url}");
     }

@@ -730,3 +730,63 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// Publishing one shared frame to many subscribers
+// ---------------------------------------------------------------------------
+
+/// Without server context takeover, subscribers with the same window get
+/// the one compressed form, built once; with takeover each compresses for
+/// itself (its window is its own). Every subscriber decodes the message.
+#[test]
+fn a_shared_frame_is_compressed_once_per_window_without_takeover() {
+    use wsreactor::proto::{DeflatedForms, SharedFrame};
+    let message = json(7, 4000);
+    let frame = SharedFrame::new(OpCode::Text, message.as_bytes());
+    for snct in [true, false] {
+        let mut forms = DeflatedForms::new();
+        // Three subscribers at 15 bits, one at 10.
+        let mut pairs: Vec<Pair> = [15u8, 15, 15, 10]
+            .into_iter()
+            .map(|bits| {
+                let client_cfg = DeflateConfig {
+                    server_no_context_takeover: snct,
+                    server_max_window_bits: bits,
+                    ..on()
+                };
+                Pair::new(client_cfg, on())
+            })
+            .collect();
+        let mut wires = Vec::new();
+        for p in &mut pairs {
+            // A message first, so a context-takeover window is not empty.
+            p.server
+                .sender()
+                .send(OpCode::Text, json(1, 900).as_bytes())
+                .unwrap();
+            p.server.sender().send_shared(&frame, &mut forms).unwrap();
+            let mut out = Vec::new();
+            while p.server.sender().pending_len() > 0 {
+                out.extend(take_output(&mut p.server));
+            }
+            let f = frames(&out);
+            assert_eq!(f.len(), 2);
+            assert_eq!(f[1].1, RSV1, "the published message is compressed");
+            assert!(f[1].3.len() < message.len() / 2);
+            wires.push(f[1].3.clone());
+            let (got, ok) = deliver(&out, &mut p.client, 500);
+            assert_eq!(ok, Ok(()));
+            assert_eq!(
+                got,
+                vec![Got::Text(json(1, 900)), Got::Text(message.clone())]
+            );
+        }
+        if snct {
+            assert_eq!(forms.built(), 2, "one form per window size");
+            assert_eq!(wires[0], wires[1]);
+            assert_eq!(wires[1], wires[2]);
+        } else {
+            assert_eq!(forms.built(), 0, "each compressed for itself");
+        }
+    }
+}

@@ -3,14 +3,15 @@
 #![cfg(target_os = "linux")]
 
 mod common;
+mod process_support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, ExitStatus};
+
 use std::time::{Duration, Instant};
 
 use common::{close_payload, WsClient, OP_CLOSE, OP_TEXT};
+use process_support::spawn_listening;
 
 /// A running `wsreactor echo` on an ephemeral loopback port.
 struct Echo {
@@ -20,30 +21,9 @@ struct Echo {
 
 impl Echo {
     fn spawn(args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsreactor"))
-            .args(["echo", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn wsreactor echo");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if let Some(i) = line.find("listening on ws://") {
-                    let addr = line[i + "listening on ws://".len()..].trim().to_string();
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the server logs its address")
-            .parse()
-            .expect("a socket address");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsreactor"));
+        cmd.args(["echo", "--addr", "127.0.0.1:0"]).args(args);
+        let (child, addr) = spawn_listening(cmd, "ws");
         Self { child, addr }
     }
 

@@ -17,7 +17,8 @@ use std::io::IoSlice;
 
 use libfuzzer_sys::fuzz_target;
 use wsreactor::proto::{
-    decode_header, Config, Connection, FramePool, OpCode, Sender, SharedFrame, Status,
+    decode_header, Config, Connection, DeflatedForms, FramePool, OpCode, Sender, SharedFrame,
+    Status,
 };
 use wsreactor::topics::Topics;
 
@@ -139,11 +140,15 @@ fuzz_target!(|data: &[u8]| {
                 let frame =
                     SharedFrame::new_in(&mut pool, OpCode::Binary, &payload(next_id, extra));
                 let before = frame.bytes().to_vec();
+                let mut forms = DeflatedForms::new();
                 for &sub in topics.subscribers(t) {
                     if Some(sub) == skip {
                         continue;
                     }
-                    conns[sub.0].sender().send_shared(&frame).unwrap();
+                    conns[sub.0]
+                        .sender()
+                        .send_shared(&frame, &mut forms)
+                        .unwrap();
                     conns[sub.0].expected.push(next_id);
                 }
                 let mut want: Vec<_> = model

@@ -899,3 +899,5 @@ fn assert_message_len(conn: &mut Connection, len: usize) {
     let max = conn.receiver().config().max_message_size;
     assert!(len as u64 <= max, "message of {len} bytes, limit {max}");
 }
+
+pub mod gateway;

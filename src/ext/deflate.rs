@@ -110,6 +110,11 @@ impl Compressor {
         self.no_context_takeover
     }
 
+    /// The LZ77 window, as base-2 log (9..=15).
+    pub fn window_bits(&self) -> u8 {
+        self.window_bits
+    }
+
     /// Appends the payload of the compressed form of `message` to `out`.
     ///
     /// RFC 7692 §7.2.1: "Compress all the octets of the payload of the

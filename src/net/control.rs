@@ -2,7 +2,7 @@
 //! connection of the reactor by [`ConnId`], and [`Ctx`] is a `Control`
 //! focused on the connection a callback is about.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -11,17 +11,18 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 
 use super::conn::{ClientSetup, Conn, State};
-use super::ctx::{ConnId, Link, Sent};
+use super::ctx::{write_once, ConnId, Link, Sent};
 use super::drive::{after, set_deadline};
-use super::hub::{deliver, Hub};
+use super::hub::{deliver, Hub, Publication};
 use super::inplace::InPlace;
 use super::metrics::Metrics;
 use super::rand::{random_16, random_u64};
 use super::timer::Tick;
+use super::transport::Transport;
 use super::url::WsUrl;
 use crate::client::ConnectOptions;
 use crate::handshake::client::write_request;
-use crate::proto::{Connection, Message, OpCode, SendError, Sender, SharedFrame};
+use crate::proto::{Connection, DeflatedForms, Message, OpCode, SendError, Sender, SharedFrame};
 use crate::topics::TopicError;
 
 /// Slab keys at or above this are never handed out: the reactor's own
@@ -43,7 +44,7 @@ pub(crate) const MAX_KEY: usize = {
 pub(crate) struct Own<'a> {
     pub(crate) id: ConnId,
     pub(crate) tx: &'a mut Sender,
-    pub(crate) stream: &'a mut TcpStream,
+    pub(crate) stream: &'a mut Transport,
     pub(crate) broken: &'a mut bool,
     /// The message being handled, if it can be sent back in place.
     pub(crate) in_place: Option<InPlace>,
@@ -114,16 +115,24 @@ impl<'a> Control<'a> {
     pub fn connect_with(&mut self, url: &str, options: &ConnectOptions) -> io::Result<ConnId> {
         options.check()?;
         let url = WsUrl::parse(url).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        if url.tls && cfg!(not(feature = "tls")) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "wss:// needs a build with the tls feature",
+            ));
+        }
         let addr = (url.host.as_str(), url.port)
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "host did not resolve"))?;
         self.check_room()?;
+        let tls_host = url.tls.then_some(url.host.as_str());
         self.adopt(
             TcpStream::connect(addr)?,
             &url.host_header(),
             &url.path,
             options,
+            tls_host,
         )
     }
 
@@ -139,6 +148,7 @@ impl<'a> Control<'a> {
             host,
             path,
             &ConnectOptions::default(),
+            None,
         )
     }
 
@@ -163,6 +173,7 @@ impl<'a> Control<'a> {
             host,
             path,
             &ConnectOptions::default(),
+            None,
         )
     }
 
@@ -174,14 +185,18 @@ impl<'a> Control<'a> {
         Ok(())
     }
 
+    /// Register a connecting socket as a client connection (TLS towards
+    /// `tls_host` for `wss://`).
     fn adopt(
         &mut self,
-        mut stream: TcpStream,
+        stream: TcpStream,
         host: &str,
         path: &str,
         options: &ConnectOptions,
+        tls_host: Option<&str>,
     ) -> io::Result<ConnId> {
         let hub = &mut *self.hub;
+        let mut stream = Transport::connecting(stream, tls_host, &hub.config)?;
         let key = hub.conns.vacant_key();
         hub.poll.registry().register(
             &mut stream,
@@ -347,29 +362,88 @@ impl<'a> Control<'a> {
         if self.hub.peers.spans() {
             return super::group::publish(self, topic, msg, except);
         }
+        // A lone delivery is written at once, as a raw broadcast would; one
+        // of a pipelined burst (more input follows in this read) is queued,
+        // so that a subscriber's share of the burst leaves in one writev at
+        // the end of the round.
+        let corked = self.own.as_ref().is_some_and(|o| o.cork);
+        let delivered = self.fan_out(topic, except, corked, |frames| {
+            SharedFrame::new_in(frames, msg.opcode(), msg.as_bytes())
+        });
+        match delivered {
+            Some(n) => {
+                self.hub.metrics.publishes_total += 1;
+                n
+            }
+            None => 0,
+        }
+    }
+
+    /// Hand a publish to this reactor's subscribers of `topic` but `except`:
+    /// written at once to an idle one unless `corked`, else through
+    /// [`deliver`] (backlog limit, slow policy, the end-of-round writev).
+    /// `frame` is called only if there is a subscriber; `None` if there is
+    /// none. Local publishes and those from other reactors both come here.
+    pub(crate) fn fan_out(
+        &mut self,
+        topic: &str,
+        except: Option<ConnId>,
+        corked: bool,
+        frame: impl FnOnce(&mut crate::proto::FramePool) -> SharedFrame,
+    ) -> Option<usize> {
         let hub = &mut *self.hub;
         let subscribers = hub.topics.subscribers(topic);
         if subscribers.is_empty() {
-            return 0;
+            return None;
         }
-        let frame = SharedFrame::new_in(&mut hub.frames, msg.opcode(), msg.as_bytes());
-        hub.metrics.publishes_total += 1;
+        let mut publication = Publication {
+            frame: frame(&mut hub.frames),
+            forms: DeflatedForms::new(),
+        };
         let mut delivered = 0;
         for &id in subscribers {
             if Some(id) == except {
                 continue;
             }
-            let tx = match &mut self.own {
-                Some(own) if own.id == id => &mut *own.tx,
+            let (tx, stream, broken) = match &mut self.own {
+                Some(own) if own.id == id => (&mut *own.tx, &mut *own.stream, &mut *own.broken),
                 _ => match hub.conns.get_id(id) {
-                    Some(c) if c.state == State::Open => c.proto.sender(),
+                    Some(c) if c.state == State::Open => {
+                        (c.proto.sender(), &mut c.stream, &mut c.broken)
+                    }
                     _ => continue,
                 },
             };
+            if !corked
+                && !*broken
+                && tx.can_write_shared(&publication.frame)
+                && publication.frame.len() <= hub.config.max_subscriber_backlog
+            {
+                let bytes = publication.frame.bytes();
+                match write_once(stream, |s| s.write(bytes)) {
+                    Some(n) => {
+                        if n < bytes.len() {
+                            // Refused in part: the rest is queued, and the
+                            // end of the round flushes it (a TLS transport
+                            // may have stopped short of the socket's limit,
+                            // so no writable edge is owed).
+                            tx.queue_shared_from(&publication.frame, n);
+                            hub.dirty.push(id);
+                        }
+                        hub.metrics.deliveries_total += 1;
+                        delivered += 1;
+                    }
+                    None => {
+                        *broken = true;
+                        hub.touched.push(id);
+                    }
+                }
+                continue;
+            }
             let ok = deliver(
                 id,
                 tx,
-                &frame,
+                &mut publication,
                 &hub.config,
                 &mut hub.metrics,
                 &mut hub.dirty,
@@ -377,7 +451,7 @@ impl<'a> Control<'a> {
             );
             delivered += usize::from(ok.is_ok());
         }
-        delivered
+        Some(delivered)
     }
 
     /// The counters so far.

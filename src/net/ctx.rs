@@ -3,10 +3,9 @@
 
 use std::io::{self, IoSlice, Write};
 
-use mio::net::TcpStream;
-
 use super::inplace::InPlace;
 use super::metrics::Metrics;
+use super::transport::Transport;
 use crate::proto::{copy_masked, DirectHeader, OpCode, SendError, Sender};
 use crate::server::{OverflowPolicy, ServerConfig};
 
@@ -47,7 +46,7 @@ pub enum Sent {
 #[derive(Debug)]
 pub(crate) struct Link<'a> {
     pub(crate) tx: &'a mut Sender,
-    pub(crate) stream: &'a mut TcpStream,
+    pub(crate) stream: &'a mut Transport,
     pub(crate) broken: &'a mut bool,
     pub(crate) metrics: &'a mut Metrics,
     pub(crate) config: &'a ServerConfig,
@@ -186,9 +185,9 @@ const COPY_MAX: usize = 4096;
 
 /// One write, retried on `Interrupted`: the bytes taken (0 if the kernel
 /// would block), or `None` if the connection failed.
-fn write_once(
-    stream: &mut TcpStream,
-    mut write: impl FnMut(&mut TcpStream) -> io::Result<usize>,
+pub(crate) fn write_once(
+    stream: &mut Transport,
+    mut write: impl FnMut(&mut Transport) -> io::Result<usize>,
 ) -> Option<usize> {
     loop {
         match write(stream) {
@@ -204,7 +203,7 @@ fn write_once(
 }
 
 /// One write of a whole frame; what the kernel does not take is queued.
-fn write_whole(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool, frame: &[u8]) -> Sent {
+fn write_whole(stream: &mut Transport, tx: &mut Sender, broken: &mut bool, frame: &[u8]) -> Sent {
     match write_once(stream, |s| s.write(frame)) {
         Some(n) if n == frame.len() => return Sent::Written,
         Some(n) => tx.queue_raw(&frame[n..]),
@@ -214,17 +213,28 @@ fn write_whole(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool, frame
 }
 
 /// Iovecs per vectored write of a segmented queue (shared frames).
-const IOV_BATCH: usize = 64;
+const IOV_BATCH: usize = 32;
 
 /// Write queued output until it is gone or the kernel refuses more. Shared
 /// frames queued by publishes go out with one vectored write per batch of
-/// up to 64 runs.
-pub(crate) fn flush(stream: &mut TcpStream, tx: &mut Sender, broken: &mut bool) {
+/// up to 32 runs.
+pub(crate) fn flush(stream: &mut Transport, tx: &mut Sender, broken: &mut bool) {
+    // TLS records the socket refused earlier go first (plain TCP holds none).
+    if stream.holds_output() {
+        if let Err(e) = stream.push() {
+            log::debug!("write failed: {e}");
+            *broken = true;
+        }
+    }
     while !*broken && tx.pending_len() > 0 {
         let written = if tx.is_segmented() {
             let mut iov = [IoSlice::new(&[]); IOV_BATCH];
-            let n = tx.pending_slices(&mut iov);
-            stream.write_vectored(&iov[..n])
+            match tx.pending_slices(&mut iov) {
+                // One run (a lone delivery): a plain write costs the kernel
+                // less than a one-element writev.
+                1 => stream.write(&iov[0]),
+                n => stream.write_vectored(&iov[..n]),
+            }
         } else {
             stream.write(tx.pending())
         };

@@ -317,6 +317,11 @@ fn read_loop<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_, H>, re
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
                 log::debug!("{id}: read: {e}");
+                // A client still connecting says why (a TLS certificate
+                // refused, say) rather than only that the connection was lost.
+                if conn.client.is_some() {
+                    connect_failed(conn, id, sh, &format!("read: {e}"));
+                }
                 conn.broken = true;
             }
         }
@@ -388,9 +393,28 @@ fn server_handshake<H: Handler>(conn: &mut Conn, id: ConnId, sh: &mut Shared<'_,
             }
             Outcome::Http(plain) => {
                 let metrics_path = sh.hub.config.metrics_path.as_deref();
-                match answer_plain(&mut response, &plain, metrics_path) {
-                    PlainAnswer::Written => Answer::Http,
-                    PlainAnswer::Metrics { head } => Answer::Metrics(head),
+                let builtin = {
+                    let path = plain.path.split(['?', '#']).next().unwrap_or("");
+                    path == "/healthz" || metrics_path == Some(path)
+                };
+                let page = if builtin {
+                    None
+                } else {
+                    sh.handler.on_http(&plain)
+                };
+                if let Some(page) = page {
+                    let headers = [("Content-Type", page.content_type), ("Connection", "close")];
+                    if plain.method == "HEAD" {
+                        write_head_response(&mut response, page.status, &headers, &page.body);
+                    } else {
+                        write_response(&mut response, page.status, &headers, &page.body);
+                    }
+                    Answer::Http
+                } else {
+                    match answer_plain(&mut response, &plain, metrics_path) {
+                        PlainAnswer::Written => Answer::Http,
+                        PlainAnswer::Metrics { head } => Answer::Metrics(head),
+                    }
                 }
             }
         },
@@ -711,7 +735,10 @@ pub(crate) fn settle<H>(conn: &mut Conn, key: usize, sh: &mut Shared<'_, H>) -> 
         // RFC 6455 §7.1.1: the server closes TCP first; the client waits for
         // it (until the deadline).
         let server = conn.proto.role() == Role::Server;
-        if server && !conn.flags.contains(Flag::ShutWrite) && conn.proto.sender().pending_len() == 0
+        if server
+            && !conn.flags.contains(Flag::ShutWrite)
+            && conn.proto.sender().pending_len() == 0
+            && !conn.stream.holds_output()
         {
             conn.flags.insert(Flag::ShutWrite);
             if let Err(e) = conn.stream.shutdown(Shutdown::Write) {

@@ -27,10 +27,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Waker;
 
-use super::conn::State;
 use super::control::Control;
 use super::ctx::ConnId;
-use super::hub::{deliver, Flags, Hub};
+use super::hub::{Flags, Hub};
 use super::metrics::Metrics;
 use super::timer::Tick;
 use crate::proto::{Message, SharedFrame};
@@ -369,7 +368,8 @@ pub(crate) fn publish(
     let name = hub.peers.name(topic);
     let owner = owner(topic, hub.peers.len());
     if owner == me {
-        sequence(ctl, name, frame, except)
+        let corked = ctl.own.as_ref().is_some_and(|o| o.cork);
+        sequence(ctl, name, frame, except, corked)
     } else {
         hub.peers.send(
             owner,
@@ -389,6 +389,7 @@ pub(crate) fn sequence(
     topic: Arc<str>,
     frame: SharedFrame,
     except: Except,
+    corked: bool,
 ) -> usize {
     let hub = &mut *ctl.hub;
     hub.metrics.publishes_total += 1;
@@ -404,43 +405,23 @@ pub(crate) fn sequence(
             );
         }
     }
-    deliver_here(ctl, &topic, &frame, except)
+    deliver_here(ctl, &topic, &frame, except, corked)
 }
 
-/// Queue `frame` for this reactor's subscribers of `topic`.
+/// Hand `frame` to this reactor's subscribers of `topic`, as a local
+/// publish is (`Control::fan_out`); `corked` when more deliveries follow in
+/// this round, so that a burst leaves in one writev per subscriber.
 pub(crate) fn deliver_here(
     ctl: &mut Control<'_>,
     topic: &str,
     frame: &SharedFrame,
     except: Except,
+    corked: bool,
 ) -> usize {
-    let hub = &mut *ctl.hub;
-    let me = hub.peers.index;
+    let me = ctl.hub.peers.index;
     let except = except.filter(|&(r, _)| r == me).map(|(_, id)| id);
-    let mut delivered = 0;
-    for &id in hub.topics.subscribers(topic) {
-        if Some(id) == except {
-            continue;
-        }
-        let tx = match &mut ctl.own {
-            Some(own) if own.id == id => &mut *own.tx,
-            _ => match hub.conns.get_id(id) {
-                Some(c) if c.state == State::Open => c.proto.sender(),
-                _ => continue,
-            },
-        };
-        let ok = deliver(
-            id,
-            tx,
-            frame,
-            &hub.config,
-            &mut hub.metrics,
-            &mut hub.dirty,
-            &mut hub.touched,
-        );
-        delivered += usize::from(ok.is_ok());
-    }
-    delivered
+    ctl.fan_out(topic, except, corked, |_| frame.clone())
+        .unwrap_or(0)
 }
 
 /// The `/metrics` text of a whole group: every counter summed, plus a few

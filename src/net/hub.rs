@@ -14,7 +14,7 @@ use super::group::Peers;
 use super::logs::RejectLog;
 use super::metrics::Metrics;
 use super::timer::Timers;
-use crate::proto::{CloseState, FramePool, SendError, Sender, SharedFrame};
+use crate::proto::{CloseState, DeflatedForms, FramePool, SendError, Sender, SharedFrame};
 use crate::server::{ServerConfig, SlowPolicy};
 use crate::topics::Topics;
 
@@ -133,18 +133,25 @@ pub(crate) struct Hub {
     pub(crate) peers: Peers,
 }
 
+/// One publish: its frame, and the compressed forms built for it so far.
+#[derive(Debug)]
+pub(crate) struct Publication {
+    pub(crate) frame: SharedFrame,
+    pub(crate) forms: DeflatedForms,
+}
+
 /// What a publish does to one subscriber's queue.
 pub(crate) fn deliver(
     id: ConnId,
     tx: &mut Sender,
-    frame: &SharedFrame,
+    publication: &mut Publication,
     config: &ServerConfig,
     metrics: &mut Metrics,
     dirty: &mut Vec<ConnId>,
     touched: &mut Vec<ConnId>,
 ) -> Result<(), SendError> {
     let before = tx.pending_len();
-    if before + frame.len() > config.max_subscriber_backlog {
+    if before + publication.frame.len() > config.max_subscriber_backlog {
         // A slow subscriber: it never holds more than its backlog limit,
         // and never slows the publisher or the others.
         return Err(match config.on_slow_subscriber {
@@ -163,7 +170,7 @@ pub(crate) fn deliver(
             }
         });
     }
-    tx.send_shared(frame)?;
+    tx.send_shared(&publication.frame, &mut publication.forms)?;
     metrics.deliveries_total += 1;
     if before == 0 {
         dirty.push(id);

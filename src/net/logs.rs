@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mio::net::TcpStream;
+use super::transport::Transport;
 
 use super::ctx::ConnId;
 use super::timer::Tick;
@@ -19,7 +19,7 @@ use crate::server::ServerConfig;
 pub(crate) struct Peer(Option<SocketAddr>);
 
 impl Peer {
-    pub(crate) fn of(stream: &TcpStream) -> Self {
+    pub(crate) fn of(stream: &Transport) -> Self {
         Peer(stream.peer_addr().ok())
     }
 }

@@ -22,6 +22,9 @@ mod reactor;
 #[cfg(feature = "signals")]
 mod signals;
 mod timer;
+#[cfg(feature = "tls")]
+pub mod tls;
+mod transport;
 mod url;
 
 pub use cluster::{Accept, Cluster};

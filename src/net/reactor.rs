@@ -29,6 +29,7 @@ use super::hub::Hub;
 use super::logs::Limits;
 use super::metrics::Metrics;
 use super::timer::{Target, Tick};
+use super::transport::Transport;
 use crate::client::ConnectOptions;
 use crate::handshake::server::{write_head_response, write_response};
 use crate::proto::Connection;
@@ -205,7 +206,12 @@ impl<H: Handler> Reactor<H> {
             .register(&mut listener, LISTENER, Interest::READABLE)?;
         self.listener = Some(listener);
         if self.hub.peers.index == 0 {
-            log::info!("listening on ws://{local}");
+            let scheme = if Transport::serves_tls(&self.hub.config) {
+                "wss"
+            } else {
+                "ws"
+            };
+            log::info!("listening on {scheme}://{local}");
             log::info!("{}", Limits(&self.hub.config));
         }
         Ok(local)
@@ -440,7 +446,7 @@ impl<H: Handler> Reactor<H> {
             }
             let mut scrape = self.hub.peers.scrapes.remove(0);
             let body = group::render(&mut scrape.parts, self.hub.peers.len());
-            self.write_metrics(scrape.id, scrape.head, &body, now, rbuf);
+            self.write_metrics(scrape.id, scrape.head, body, now, rbuf);
         }
     }
 
@@ -561,13 +567,26 @@ impl<H: Handler> Reactor<H> {
             }
             hub.rejects.refused(now, addr, held);
             hub.metrics.refused_total += 1;
-            // Best effort: a fresh socket's send buffer takes this at once.
-            let _ = stream.write(SERVICE_UNAVAILABLE);
+            // Best effort: a fresh socket's send buffer takes this at once
+            // (not on a TLS port: it would be garbage to a TLS client).
+            if !Transport::serves_tls(&hub.config) {
+                let _ = stream.write(SERVICE_UNAVAILABLE);
+            }
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {
             log::debug!("set_nodelay for {addr}: {e}");
         }
+        let mut stream = match Transport::accepted(stream, &hub.config) {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("TLS for {addr}: {e}");
+                if !full {
+                    hub.peers.count_out();
+                }
+                return;
+            }
+        };
         let key = hub.conns.vacant_key();
         if let Err(e) = hub.poll.registry().register(
             &mut stream,
@@ -608,7 +627,13 @@ impl<H: Handler> Reactor<H> {
         self.remote
             .group
             .take_inbox(self.hub.peers.index, &mut items);
+        // As with pipelined input: a lone delivery is written at once, those
+        // of a batch are queued and leave in one writev per subscriber at
+        // the end of the round.
+        let mut left = items.len();
         for item in items.drain(..) {
+            left -= 1;
+            let corked = left > 0;
             match item {
                 Item::Route {
                     topic,
@@ -616,7 +641,7 @@ impl<H: Handler> Reactor<H> {
                     except,
                 } => {
                     let mut ctl = Control::new(&mut self.hub, None, now);
-                    group::sequence(&mut ctl, topic, frame, except);
+                    group::sequence(&mut ctl, topic, frame, except, corked);
                 }
                 Item::Deliver {
                     topic,
@@ -624,7 +649,7 @@ impl<H: Handler> Reactor<H> {
                     except,
                 } => {
                     let mut ctl = Control::new(&mut self.hub, None, now);
-                    group::deliver_here(&mut ctl, &topic, &frame, except);
+                    group::deliver_here(&mut ctl, &topic, &frame, except, corked);
                 }
                 Item::Adopt(stream, addr) => {
                     if self.shutdown_deadline.is_none() {
@@ -646,7 +671,7 @@ impl<H: Handler> Reactor<H> {
                     if scrapes[at].parts.len() == reactors {
                         let mut scrape = scrapes.remove(at);
                         let body = group::render(&mut scrape.parts, reactors);
-                        self.write_metrics(scrape.id, scrape.head, &body, now, rbuf);
+                        self.write_metrics(scrape.id, scrape.head, body, now, rbuf);
                     }
                 }
             }
@@ -767,10 +792,20 @@ impl<H: Handler> Reactor<H> {
         self.hub.metrics.topics = self.hub.topics.len() as u64;
         self.hub.metrics.subscriptions = self.hub.topics.subscriptions() as u64;
         let body = self.hub.metrics.render(queued, self.hub.conns.len());
-        self.write_metrics(id, head, &body, now, rbuf);
+        self.write_metrics(id, head, body, now, rbuf);
     }
 
-    fn write_metrics(&mut self, id: ConnId, head: bool, body: &str, now: Tick, rbuf: &mut [u8]) {
+    /// Answer a `/metrics` request with `body` and the application's own
+    /// metrics (from this reactor's handler).
+    fn write_metrics(
+        &mut self,
+        id: ConnId,
+        head: bool,
+        mut body: String,
+        now: Tick,
+        rbuf: &mut [u8],
+    ) {
+        self.handler.on_metrics(&mut body);
         let mut response = Vec::with_capacity(body.len() + 128);
         let headers = [
             ("Content-Type", "text/plain; version=0.0.4"),

@@ -1,13 +1,15 @@
-//! `ws://host[:port][/path]` URLs for outgoing connections.
+//! `ws://` and `wss://` URLs for outgoing connections.
 
 use std::fmt;
 
-/// A parsed `ws://` URL.
+/// A parsed `ws://` or `wss://` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WsUrl {
+    /// `wss://`: TLS (needs the `tls` feature to connect).
+    pub tls: bool,
     /// Host name or address (IPv6 without brackets).
     pub host: String,
-    /// Port (80 when the URL names none).
+    /// Port (80, or 443 for `wss://`, when the URL names none).
     pub port: u16,
     /// Request target, starting with `/`.
     pub path: String,
@@ -26,18 +28,17 @@ impl fmt::Display for UrlError {
 impl std::error::Error for UrlError {}
 
 impl WsUrl {
-    /// Parse `ws://host[:port][/path][?query]`. `wss://` is refused (no TLS
-    /// in this build).
+    /// Parse `ws[s]://host[:port][/path][?query]`.
     ///
     /// # Errors
-    /// A scheme other than `ws`, an empty host, a bad port or bracket.
+    /// A scheme other than `ws` or `wss`, an empty host, a bad port or bracket.
     pub fn parse(url: &str) -> Result<Self, UrlError> {
-        let rest = if let Some(r) = url.strip_prefix("ws://") {
-            r
-        } else if url.starts_with("wss://") {
-            return Err(UrlError("wss:// (TLS) is not supported"));
+        let (tls, rest) = if let Some(r) = url.strip_prefix("ws://") {
+            (false, r)
+        } else if let Some(r) = url.strip_prefix("wss://") {
+            (true, r)
         } else {
-            return Err(UrlError("URL must start with ws://"));
+            return Err(UrlError("URL must start with ws:// or wss://"));
         };
         let (authority, path) = match rest.find(['/', '?']) {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -71,10 +72,11 @@ impl WsUrl {
             return Err(UrlError("empty host"));
         }
         let port = match port {
-            None => 80,
+            None => default_port(tls),
             Some(p) => p.parse().map_err(|_| UrlError("bad port"))?,
         };
         Ok(Self {
+            tls,
             host: host.to_string(),
             port,
             path,
@@ -88,11 +90,19 @@ impl WsUrl {
         } else {
             self.host.clone()
         };
-        if self.port == 80 {
+        if self.port == default_port(self.tls) {
             host
         } else {
             format!("{host}:{}", self.port)
         }
+    }
+}
+
+fn default_port(tls: bool) -> u16 {
+    if tls {
+        443
+    } else {
+        80
     }
 }
 
@@ -120,13 +130,22 @@ mod tests {
         );
         let u = WsUrl::parse("ws://h?q").unwrap();
         assert_eq!(u.path, "/?q");
+        assert!(!u.tls);
+        let u = WsUrl::parse("wss://example.com/x").unwrap();
+        assert_eq!(
+            (u.tls, u.port, u.host_header().as_str()),
+            (true, 443, "example.com")
+        );
+        let u = WsUrl::parse("wss://example.com:80/").unwrap();
+        assert_eq!(u.host_header(), "example.com:80");
     }
 
     #[test]
     fn refuses() {
         for bad in [
             "http://x/",
-            "wss://x/",
+            "https://x/",
+            "wss://",
             "ws://",
             "ws://:80/",
             "ws://x:port/",

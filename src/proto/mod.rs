@@ -31,7 +31,7 @@ pub use error::{Error, ErrorKind, SendError};
 pub use frame::{decode_header, encode_header, Header, HeaderBuf, OpCode, MAX_HEADER_LEN, RSV1};
 pub use mask::{apply_mask, apply_mask_reference, copy_masked};
 pub use sender::{CloseState, DirectHeader, Sender};
-pub use shared::{FramePool, SharedFrame};
+pub use shared::{DeflatedForms, FramePool, SharedFrame};
 pub use utf8::Utf8Validator;
 
 pub use crate::status::Status;

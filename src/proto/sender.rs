@@ -21,7 +21,7 @@ use super::frame::{encode_header, HeaderBuf, OpCode};
 #[cfg(feature = "deflate")]
 use super::frame::{MAX_HEADER_LEN, RSV1};
 use super::mask::apply_mask;
-use super::shared::SharedFrame;
+use super::shared::{DeflatedForms, SharedFrame};
 #[cfg(feature = "deflate")]
 use crate::ext::deflate::{Compressor, Decompressor};
 
@@ -375,28 +375,110 @@ impl Sender {
     }
 
     /// Queue a frame encoded once for many connections: a reference to it,
-    /// not a copy. A connection that compresses the message (permessage-deflate
-    /// agreed and the message long enough) compresses it for itself instead,
-    /// since its compressor's context is its own.
+    /// not a copy. With permessage-deflate, a message long enough to be
+    /// compressed goes out in the compressed form `forms` holds for this
+    /// connection's window (built here by the first subscriber that needs
+    /// it) when the agreement has no server context takeover; with context
+    /// takeover the connection compresses it for itself, since its
+    /// compressor's window is its own.
     ///
     /// # Errors
     /// [`SendError::Closed`] once a close frame was sent.
-    pub fn send_shared(&mut self, frame: &SharedFrame) -> Result<(), SendError> {
+    pub fn send_shared(
+        &mut self,
+        frame: &SharedFrame,
+        forms: &mut DeflatedForms,
+    ) -> Result<(), SendError> {
         if self.state != CloseState::Open {
             return Err(SendError::Closed);
         }
-        if self.client || self.compresses(frame.opcode(), frame.payload().len()) {
+        if self.client {
             // A client masks each frame: it cannot share one.
             return self.send(frame.opcode(), frame.payload());
         }
+        if self.compresses(frame.opcode(), frame.payload().len()) {
+            #[cfg(feature = "deflate")]
+            return self.send_shared_deflated(frame, forms);
+        }
+        let _ = forms;
         self.queue_shared(frame.share(), 0);
         Ok(())
+    }
+
+    #[cfg(feature = "deflate")]
+    fn send_shared_deflated(
+        &mut self,
+        frame: &SharedFrame,
+        forms: &mut DeflatedForms,
+    ) -> Result<(), SendError> {
+        let Some(z) = self
+            .deflate
+            .as_deref_mut()
+            .and_then(|d| d.compressor.as_mut())
+        else {
+            self.queue_shared(frame.share(), 0);
+            return Ok(());
+        };
+        if !z.no_context_takeover() {
+            return self.send(frame.opcode(), frame.payload());
+        }
+        let slot = &mut forms.forms[usize::from(z.window_bits() - 9)];
+        if slot.is_none() {
+            let payload = frame.payload();
+            let mut body = Vec::with_capacity(payload.len() / 2 + 64);
+            if z.compress(payload, &mut body).is_err() {
+                self.fail(1011);
+                return Err(SendError::Closed);
+            }
+            *slot = Some((body.len() < payload.len()).then(|| {
+                // §6.1: RSV1 on the (only) frame of a compressed message.
+                let head = encode_header(true, RSV1, frame.opcode(), None, body.len() as u64);
+                let mut bytes = Vec::with_capacity(head.as_slice().len() + body.len());
+                bytes.extend_from_slice(head.as_slice());
+                bytes.extend_from_slice(&body);
+                Arc::new(bytes)
+            }));
+        }
+        match slot {
+            Some(Some(compressed)) => self.queue_shared(Arc::clone(compressed), 0),
+            // Incompressible: plain, as `send` does without context takeover.
+            _ => self.queue_shared(frame.share(), 0),
+        }
+        Ok(())
+    }
+
+    /// Whether `frame` can go out as it is on this connection right now,
+    /// written directly by the caller: nothing is queued, the connection is
+    /// open, it is a server's and does not compress this message. What the
+    /// transport does not take then goes to [`Sender::queue_shared_from`].
+    #[inline]
+    pub fn can_write_shared(&self, frame: &SharedFrame) -> bool {
+        self.state == CloseState::Open
+            && !self.client
+            && self.pending_len() == 0
+            && !self.compresses(frame.opcode(), frame.payload().len())
+    }
+
+    /// Queue the rest of `frame` after the transport took its first
+    /// `written` bytes (a direct write the kernel took only in part): a
+    /// reference, not a copy.
+    pub fn queue_shared_from(&mut self, frame: &SharedFrame, written: usize) {
+        if written < frame.len() {
+            self.queue_shared(frame.share(), written);
+        }
     }
 
     /// Queue `bytes[start..]` (already framed) behind everything pending.
     fn queue_shared(&mut self, bytes: Arc<Vec<u8>>, start: usize) {
         let own = self.out.len() - self.pos as usize;
-        let front = self.front.get_or_insert_with(Box::default);
+        // Room for two runs to start with (a subscriber's usual backlog is
+        // one frame); it grows with a burst and keeps what it grew to.
+        let front = self.front.get_or_insert_with(|| {
+            Box::new(Front {
+                segs: VecDeque::with_capacity(2),
+                len: 0,
+            })
+        });
         if own > 0 {
             // Owned bytes queued earlier go first: move them (not copy) to
             // the front queue.

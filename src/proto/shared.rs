@@ -85,6 +85,39 @@ impl SharedFrame {
     }
 }
 
+/// The compressed forms of one published frame, for the subscribers whose
+/// permessage-deflate agreement lets them share one: without context
+/// takeover on the server's side a message is compressed from an empty
+/// window, so every subscriber with the same window size gets the same
+/// bytes. Built at the first such subscriber of a publish and reused by the
+/// rest; a subscriber with context takeover compresses for itself.
+#[derive(Debug, Default)]
+pub struct DeflatedForms {
+    /// By window bits 9..=15: not built yet (`None`), incompressible
+    /// (`Some(None)`: the plain frame goes out), or the compressed frame.
+    #[cfg(feature = "deflate")]
+    pub(crate) forms: [Option<Option<Arc<Vec<u8>>>>; 7],
+}
+
+impl DeflatedForms {
+    /// None built yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many compressed forms were built (for tests and metrics).
+    pub fn built(&self) -> usize {
+        #[cfg(feature = "deflate")]
+        return self
+            .forms
+            .iter()
+            .filter(|f| matches!(f, Some(Some(_))))
+            .count();
+        #[cfg(not(feature = "deflate"))]
+        0
+    }
+}
+
 /// Frame buffers kept for reuse, so that publishing allocates nothing in
 /// steady state: the pool keeps a reference to each recent frame and hands
 /// its buffer out again once every queue that held it has let go.

@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 
 use wsreactor::{Ctx, Handler, Message, Remote, Server, ServerConfig};
 
+#[path = "../process_support/mod.rs"]
+mod process_support;
+
 /// What the echo server saw.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Seen {
@@ -248,30 +251,9 @@ impl EchoProcess {
     /// Start `wsreactor echo --addr 127.0.0.1:0 ARGS` and wait for the
     /// address it logs.
     pub fn spawn(args: &[&str]) -> Self {
-        use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_wsreactor"))
-            .args(["echo", "--addr", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn wsreactor echo");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr).lines() {
-                let Ok(line) = line else { return };
-                if let Some(i) = line.find("listening on ws://") {
-                    let _ = tx.send(line[i + "listening on ws://".len()..].trim().to_string());
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("the server logs its address")
-            .parse()
-            .expect("a socket address");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wsreactor"));
+        cmd.args(["echo", "--addr", "127.0.0.1:0"]).args(args);
+        let (child, addr) = process_support::spawn_listening(cmd, "ws");
         Self { child, addr }
     }
 }

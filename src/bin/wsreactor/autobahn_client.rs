@@ -23,7 +23,10 @@ USAGE:
 Start `wstest -m fuzzingserver` first (autobahn/run.sh client does all of it).
 
 OPTIONS:
-    --url URL          The fuzzing server [default: ws://127.0.0.1:9002]
+    --url URL          The fuzzing server, ws:// or wss://
+                       [default: ws://127.0.0.1:9002]
+    --ca FILE          For wss://, also trust the PEM certificates in FILE
+                       (needs --features tls)
     --agent NAME       Agent name in the reports (letters, digits, -_.)
                        [default: wsreactor]
     --cases FROM[-TO]  Run only these cases (1-based numbers, as the server
@@ -203,6 +206,7 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     let mut agent = "wsreactor".to_string();
     let mut only = None;
     let mut deflate = false;
+    let mut ca = None;
     let mut parser = lexopt::Parser::from_args(args);
     let value = |p: &mut lexopt::Parser| -> Result<String, String> {
         p.value()
@@ -215,6 +219,7 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
             Long("url") => base = value(&mut parser)?,
             Long("agent") => agent = value(&mut parser)?,
             Long("deflate") => deflate = true,
+            Long("ca") => ca = Some(std::path::PathBuf::from(value(&mut parser)?)),
             Long("cases") => {
                 let v = value(&mut parser)?;
                 only = Some(parse_range(&v).ok_or(format!("--cases: bad range '{v}'"))?);
@@ -246,6 +251,9 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     };
     if deflate {
         crate::deflate::enable(&mut config)?;
+    }
+    if let Some(ca) = &ca {
+        crate::tls::trust(&mut config, ca)?;
     }
     let mut reactor = Reactor::new(
         config,

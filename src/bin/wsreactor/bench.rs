@@ -44,15 +44,18 @@ const USAGE: &str = "\
 wsreactor bench: echo load generator (closed or open loop)
 
 USAGE:
-    wsreactor bench --url ws://HOST:PORT/ [OPTIONS]
+    wsreactor bench --url ws[s]://HOST:PORT/ [OPTIONS]
 
 Each connection sends a message and waits for its echo before sending the
 next (--pipeline K: K messages in flight). Every echo is checked. A progress
 line per second goes to stderr; the summary (or JSON) to stdout.
 
 OPTIONS:
-    --url URL            ws://host:port/path (with --mode tcp: the host and
-                         port of a raw TCP echo server)
+    --url URL            ws://host:port/path, or wss:// for TLS (with
+                         --mode tcp: the host and port of a raw TCP echo
+                         server)
+    --ca FILE            Also trust the PEM certificates in FILE for wss://
+                         (a private CA); needs a build with --features tls
     --connections N      Connections [default: 100]
     --size SIZE          Payload bytes per message, up to 1G; K, M, G are
                          powers of 1024 (16K = 16384) [default: 20]
@@ -120,6 +123,7 @@ struct Options {
     server_pid: Option<u32>,
     json: bool,
     quiet: bool,
+    ca: Option<std::path::PathBuf>,
 }
 
 fn secs(parser: &mut lexopt::Parser, name: &str) -> Result<Duration, String> {
@@ -159,6 +163,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
         server_pid: None,
         json: false,
         quiet: false,
+        ca: None,
     };
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
@@ -184,6 +189,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
             }
             Long("server-pid") => o.server_pid = Some(number(&mut parser, "--server-pid")?),
             Long("json") => o.json = true,
+            Long("ca") => o.ca = Some(string(&mut parser, "--ca")?.into()),
             Short('q') | Long("quiet") => o.quiet = true,
             Short('h') | Long("help") => {
                 print!("{USAGE}");
@@ -1020,12 +1026,15 @@ impl Handler for WsBench {
 fn run_ws(o: &Options) -> Result<Report, String> {
     // A bad URL fails here, once, rather than in every connect.
     WsUrl::parse(&o.url).map_err(|e| format!("--url: {e}"))?;
-    let config = ServerConfig {
+    let mut config = ServerConfig {
         // Nothing but echoes on the wire: no heartbeats.
         ping_interval: None,
         max_connections: o.connections + 16,
         ..ServerConfig::default()
     };
+    if let Some(ca) = &o.ca {
+        crate::tls::trust(&mut config, ca)?;
+    }
     let mut reactor = Reactor::new(
         config,
         WsBench {

@@ -129,6 +129,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<FanOptions>, String> {
             server_pid: None,
             json: false,
             quiet: false,
+            ca: None,
         },
         publishers: 1,
         inflight: 1,
@@ -1455,6 +1456,7 @@ mod tests {
             server_pid: None,
             json: false,
             quiet: true,
+            ca: None,
         }
     }
 

@@ -31,7 +31,8 @@ a newline: text as is, binary as lowercase hex. End of input (Ctrl-D) closes
 the connection with 1000 and exits 0 once the close handshake is done.
 
 ARGS:
-    <URL>    ws://host[:port][/path]
+    <URL>    ws://host[:port][/path], or wss:// for TLS (needs a build with
+             --features tls; the server's certificate is always verified)
 
 OPTIONS:
     --header 'NAME: VALUE' Send this header with the upgrade request
@@ -53,6 +54,8 @@ OPTIONS:
     --backoff-max SECS     Largest reconnect delay [default: 60]
     --deflate              Offer permessage-deflate (RFC 7692); needs a build
                            with --features deflate
+    --ca FILE              For wss://, also trust the PEM certificates in FILE
+                           (a private CA) besides Mozilla's roots
     -h, --help             Print this help
 
 EXIT STATUS:
@@ -76,6 +79,7 @@ struct Options {
     pong_timeout: Option<Duration>,
     reconnect: bool,
     deflate: bool,
+    ca: Option<std::path::PathBuf>,
     policy: ReconnectPolicy,
 }
 
@@ -103,6 +107,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
     let mut pong_timeout = None;
     let mut reconnect = false;
     let mut deflate = false;
+    let mut ca = None;
     let mut policy = ReconnectPolicy::default();
     let mut connect = ConnectOptions::default();
     let mut parser = lexopt::Parser::from_args(args);
@@ -131,6 +136,11 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
             Long("pong-timeout") => pong_timeout = Some(secs(&mut parser, "--pong-timeout")?),
             Long("reconnect") => reconnect = true,
             Long("deflate") => deflate = true,
+            Long("ca") => {
+                ca = Some(std::path::PathBuf::from(
+                    parser.value().map_err(|e| e.to_string())?,
+                ))
+            }
             Long("backoff-initial") => {
                 policy.initial_delay = secs(&mut parser, "--backoff-initial")?;
             }
@@ -168,6 +178,7 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
         pong_timeout,
         reconnect,
         deflate,
+        ca,
         policy,
     }))
 }
@@ -479,6 +490,9 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
     let mut config = ServerConfig::default();
     if opts.deflate {
         crate::deflate::enable(&mut config)?;
+    }
+    if let Some(ca) = &opts.ca {
+        crate::tls::trust(&mut config, ca)?;
     }
     if let Some(interval) = opts.ping_interval {
         config.ping_interval = Some(interval).filter(|d| !d.is_zero());

@@ -1,13 +1,18 @@
 //! `wsreactor echo` / `wsreactor serve`: the echo service with every server
 //! setting on the command line, token auth and graceful shutdown on
-//! SIGINT/SIGTERM. `wsreactor broadcast` is the same server with another
-//! handler: every message to every open connection.
+//! SIGINT/SIGTERM, TLS with certificate reload on SIGHUP. `wsreactor
+//! broadcast` is the same server with another handler (every message to
+//! every open connection), `wsreactor serve` with the rooms gateway's.
 
 use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::args;
-use wsreactor::handshake::server::Upgrade;
-use wsreactor::{Accept, Cluster, ConnId, Ctx, Decision, Handler, Message, ServerConfig};
+use wsreactor::handshake::server::{PlainHttp, Upgrade};
+use wsreactor::{
+    Accept, Cluster, ConnId, Control, Ctx, Decision, Handler, HttpResponse, Message, ServerConfig,
+};
 
 const USAGE: &str = "\
 wsreactor echo: a WebSocket echo service (every text and binary message back unchanged)
@@ -18,7 +23,8 @@ USAGE:
 OPTIONS:
     --addr ADDR                 Listen address [default: 127.0.0.1:9001]
     --threads N                 Reactors, one thread each; 1 is a single
-                                reactor [default: the available parallelism]
+                                reactor [default: the available parallelism;
+                                serve: 1, the only value it accepts]
     --accept reuseport|handoff  With several threads: each reactor its own
                                 SO_REUSEPORT listener (the kernel spreads
                                 connections), or one acceptor dealing them round
@@ -56,6 +62,10 @@ OPTIONS:
     --no-metrics                Do not serve GET /metrics
     --deflate                   Accept permessage-deflate (RFC 7692); needs a
                                 build with --features deflate
+    --tls-cert FILE             Serve wss:// (TLS 1.3 and 1.2, ALPN http/1.1)
+                                with this PEM certificate chain (leaf first);
+                                needs a build with --features tls
+    --tls-key FILE              The PEM private key of --tls-cert
     -h, --help                  Print this help
 
 SIZE is bytes, or a number with K, M or G (powers of 1024, any case, an
@@ -63,9 +73,11 @@ optional iB): 16M = 16MiB = 16777216. SECS may have fractions (0.5).
 
 SIGINT or SIGTERM: stop accepting, close every connection with 1001, wait for
 the close handshakes (up to --shutdown-timeout), exit 0. A second signal exits
-at once. /healthz answers 200 (503 if a reactor failed or is stuck) and
-/metrics Prometheus text summed over the reactors (GET or HEAD, any query);
-other plain HTTP gets 426.
+at once. SIGHUP (with --tls-cert): load the certificate and key again for new
+connections (on every reactor); open ones keep theirs, and a file that fails
+to load leaves the current certificate in place. /healthz answers 200 (503 if
+a reactor failed or is stuck) and /metrics Prometheus text summed over the
+reactors (GET or HEAD, any query); other plain HTTP gets 426.
 
 With several threads, topics span the reactors: every subscriber of a topic
 sees its messages in one order (each topic is sequenced by one reactor). A
@@ -82,6 +94,29 @@ USAGE:
     wsreactor broadcast [OPTIONS]   (the options of `wsreactor echo --help`)
 ";
 
+const GATEWAY_USAGE: &str = "\
+wsreactor serve: the real-time rooms gateway (docs/gateway.md). WebSocket
+endpoint /ws (JSON, or Protobuf with the wsreactor.v1.proto subprotocol);
+GET / serves the browser client; /metrics adds the gateway's metrics.
+
+USAGE:
+    wsreactor serve [OPTIONS]       (build with --features gateway)
+
+GATEWAY OPTIONS:
+    --jwt-secret-file FILE      Require a JWT signed with this HS256 secret
+                                (Authorization: Bearer, or ?token=)
+    --jwt-public-key FILE       Require a JWT signed with this RS256 or ES256
+                                public key (PEM)
+                                [default: anonymous, ?name= or a guest name]
+    --history-messages N        Messages kept per room [default: 1000]
+    --history-age SECS          Oldest message kept [default: 300]
+
+The server options of `wsreactor echo --help` apply too (--max-message
+defaults to 1MiB here: requests are small). serve runs on one reactor
+(--threads 1): a room's sequence numbers and history live in one handler, and
+several reactors would split every room; run more instances instead.
+";
+
 /// Which service the server runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
@@ -89,6 +124,8 @@ pub enum Service {
     Echo,
     /// Every message to every open connection.
     Broadcast,
+    /// The rooms gateway (`serve`).
+    Gateway,
 }
 
 /// The topic every connection of `wsreactor broadcast` joins.
@@ -131,7 +168,7 @@ impl Handler for Echo {
     fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
         match self.service {
             // A send only fails once the close handshake started; nothing to do then.
-            Service::Echo => {
+            Service::Echo | Service::Gateway => {
                 let _ = ctx.send(msg);
             }
             Service::Broadcast => {
@@ -181,14 +218,34 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         service,
     };
     let mut origins = Vec::new();
-    let mut threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // None: the default of the service (see below).
+    let mut threads: Option<usize> = None;
     let mut accept = Accept::default();
+    let (mut tls_cert, mut tls_key) = (None::<PathBuf>, None::<PathBuf>);
+    #[cfg(feature = "gateway")]
+    let mut gateway = Gateway::default();
+    if service == Service::Gateway {
+        #[cfg(not(feature = "gateway"))]
+        return Err(
+            "serve (the rooms gateway) is built only with the gateway feature: \
+cargo build --release --features gateway (or use echo)"
+                .into(),
+        );
+        // Requests are small JSON or Protobuf objects (docs/gateway.md).
+        #[cfg(feature = "gateway")]
+        {
+            cfg.protocol.max_message_size = 1 << 20;
+            cfg.protocol.max_frame_size = 1 << 20;
+        }
+    }
     let mut parser = lexopt::Parser::from_args(args);
     while let Some(arg) = parser.next().map_err(|e| e.to_string())? {
         let name = match arg {
             Short('h') | Long("help") => {
-                if service == Service::Broadcast {
-                    println!("{BROADCAST_USAGE}");
+                match service {
+                    Service::Broadcast => println!("{BROADCAST_USAGE}"),
+                    Service::Gateway => println!("{GATEWAY_USAGE}"),
+                    Service::Echo => {}
                 }
                 print!("{USAGE}");
                 return Ok(());
@@ -208,7 +265,7 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
         let usize_max = usize::MAX as u64;
         match n {
             "addr" => addr = value()?,
-            "threads" => threads = args::count(n, &value()?, 1..=1024)? as usize,
+            "threads" => threads = Some(args::count(n, &value()?, 1..=1024)? as usize),
             "accept" => {
                 accept = match value()?.as_str() {
                     "reuseport" => Accept::ReusePort,
@@ -262,6 +319,14 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
             "shutdown-timeout" => cfg.shutdown_timeout = args::seconds(n, &value()?)?,
             "no-metrics" => cfg.metrics_path = None,
             "deflate" => crate::deflate::enable(&mut cfg)?,
+            "tls-cert" => tls_cert = Some(value()?.into()),
+            "tls-key" => tls_key = Some(value()?.into()),
+            #[cfg(feature = "gateway")]
+            "jwt-secret-file" | "jwt-public-key" | "history-messages" | "history-age"
+                if service == Service::Gateway =>
+            {
+                gateway.option(n, value()?)?
+            }
             _ => {
                 return Err(format!(
                     "invalid option '--{name}' (see wsreactor echo --help)"
@@ -272,14 +337,206 @@ pub fn run_service(args: Vec<OsString>, service: Service) -> Result<(), String> 
     if !origins.is_empty() {
         cfg.allowed_origins = Some(origins);
     }
-    let server = Cluster::bind_with(addr.as_str(), cfg, threads, accept, |_| handler.clone())
+    let tls = match crate::tls::server_files(tls_cert, tls_key)? {
+        Some(files) => Some((crate::tls::serve(&mut cfg, &files)?, files)),
+        None => None,
+    };
+    let threads = threads_for(service, threads)?;
+    #[cfg(feature = "gateway")]
+    if service == Service::Gateway {
+        return serve_one(&addr, cfg, gateway.handler()?, tls);
+    }
+    serve(&addr, cfg, threads, accept, tls, |_| handler.clone())
+}
+
+/// The reactors to run: `--threads`, else the available parallelism. The
+/// rooms gateway keeps each room's sequence numbers and history in one
+/// handler, so it runs on one reactor: several would split every room.
+fn threads_for(service: Service, threads: Option<usize>) -> Result<usize, String> {
+    match (service, threads) {
+        (Service::Gateway, Some(n)) if n > 1 => Err(format!(
+            "--threads {n}: serve runs on one reactor (a room's sequence and history \
+live in one handler; several reactors would split rooms); use --threads 1 and \
+run more instances behind a load balancer"
+        )),
+        (Service::Gateway, _) => Ok(1),
+        (_, Some(n)) => Ok(n),
+        (_, None) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
+    }
+}
+
+/// Bind `threads` reactors (`factory(i)` builds reactor `i`'s handler),
+/// stop gracefully on SIGINT/SIGTERM (and reload the certificate on SIGHUP),
+/// run.
+fn serve<H: Handler + Send + 'static>(
+    addr: &str,
+    cfg: ServerConfig,
+    threads: usize,
+    accept: Accept,
+    tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+    mut factory: impl FnMut(usize) -> H,
+) -> Result<(), String> {
+    // Every reactor's acceptor is the same shared one: whichever reactor
+    // wakes first reloads it for all.
+    let reload = tls.is_some();
+    let server = Cluster::bind_with(addr, cfg, threads, accept, |i| Reloading {
+        inner: factory(i),
+        tls: tls.clone(),
+    })
+    .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    server
+        .shutdown_on_signals()
+        .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    reload_on_sighup(server.stopper(), reload)?;
+    server.run().map_err(|e| format!("server failed: {e}"))?;
+    log::info!("stopped");
+    Ok(())
+}
+
+/// [`serve`] on one reactor, for a handler that cannot move to another
+/// thread (the rooms gateway).
+#[cfg(feature = "gateway")]
+fn serve_one<H: Handler>(
+    addr: &str,
+    cfg: ServerConfig,
+    handler: H,
+    tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+) -> Result<(), String> {
+    let reload = tls.is_some();
+    let handler = Reloading {
+        inner: handler,
+        tls,
+    };
+    let server = wsreactor::Server::bind(addr, cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     server
         .shutdown_on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    server.run().map_err(|e| format!("server failed: {e}"))?;
+    reload_on_sighup(server.stopper(), reload)?;
+    server
+        .run()
+        .map_err(|e| format!("event loop failed: {e}"))?;
     log::info!("stopped");
     Ok(())
+}
+
+/// With TLS, SIGHUP reloads the certificate (`Reloading::on_wake`).
+fn reload_on_sighup(remote: wsreactor::Stopper, reload: bool) -> Result<(), String> {
+    if !reload {
+        return Ok(());
+    }
+    // SAFETY: an atomic store and one write(2) per reactor to its eventfd
+    // (mio's `Waker`): async-signal-safe, no allocation, no lock. The files
+    // are read later, on a loop, by `Reloading::on_wake`.
+    let registered = unsafe {
+        signal_hook::low_level::register(signal_hook::consts::SIGHUP, move || {
+            RELOAD.store(true, Ordering::SeqCst);
+            remote.wake();
+        })
+    };
+    registered.map_err(|e| format!("cannot install the SIGHUP handler: {e}"))?;
+    Ok(())
+}
+
+/// `serve`'s own options.
+#[cfg(feature = "gateway")]
+#[derive(Default)]
+struct Gateway {
+    jwt_secret: Option<String>,
+    jwt_public_key: Option<String>,
+    config: wsreactor::gateway::GatewayConfig,
+}
+
+#[cfg(feature = "gateway")]
+impl Gateway {
+    fn option(&mut self, n: &str, value: String) -> Result<(), String> {
+        match n {
+            "jwt-secret-file" => self.jwt_secret = Some(non_empty(n, value)?),
+            "jwt-public-key" => self.jwt_public_key = Some(non_empty(n, value)?),
+            "history-messages" => {
+                self.config.history.max_messages = args::count(n, &value, 0..=10_000_000)? as usize
+            }
+            "history-age" => {
+                self.config.history.max_age_ms =
+                    args::seconds(n, &value)?.as_millis().min(u64::MAX as u128) as u64
+            }
+            _ => unreachable!("only gateway options are routed here"),
+        }
+        Ok(())
+    }
+
+    fn handler(self) -> Result<wsreactor::gateway::server::GatewayHandler, String> {
+        use wsreactor::gateway::{Auth, JwtVerifier};
+        let auth = match (self.jwt_secret, self.jwt_public_key) {
+            (Some(_), Some(_)) => {
+                return Err("--jwt-secret-file and --jwt-public-key exclude each other".into())
+            }
+            (Some(f), None) => Auth::Jwt(
+                JwtVerifier::hs256_file(std::path::Path::new(&f))
+                    .map_err(|e| format!("--jwt-secret-file: {e}"))?,
+            ),
+            (None, Some(f)) => Auth::Jwt(
+                JwtVerifier::public_key_file(std::path::Path::new(&f))
+                    .map_err(|e| format!("--jwt-public-key: {e}"))?,
+            ),
+            (None, None) => Auth::Anonymous,
+        };
+        let mut config = self.config;
+        config.name_seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(wsreactor::gateway::server::GatewayHandler::new(
+            config, auth,
+        ))
+    }
+}
+
+/// Set by SIGHUP, taken by the next `on_wake`.
+static RELOAD: AtomicBool = AtomicBool::new(false);
+
+/// Any service's handler, plus the TLS certificate reload SIGHUP asks for
+/// (done on the loop, in `on_wake`).
+struct Reloading<H> {
+    inner: H,
+    tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+}
+
+impl<H: Handler> Handler for Reloading<H> {
+    fn on_handshake<'b>(&mut self, id: ConnId, req: &Upgrade<'_, 'b>) -> Decision<'b> {
+        self.inner.on_handshake(id, req)
+    }
+    fn on_open(&mut self, ctx: &mut Ctx<'_>) {
+        self.inner.on_open(ctx)
+    }
+    fn on_message(&mut self, ctx: &mut Ctx<'_>, msg: Message<'_>) {
+        self.inner.on_message(ctx, msg)
+    }
+    fn on_pong(&mut self, ctx: &mut Ctx<'_>, payload: &[u8]) {
+        self.inner.on_pong(ctx, payload)
+    }
+    fn on_close(&mut self, ctx: &mut Ctx<'_>, code: u16, reason: &str) {
+        self.inner.on_close(ctx, code, reason)
+    }
+    fn on_connect_failed(&mut self, ctl: &mut Control<'_>, id: ConnId, reason: &str) {
+        self.inner.on_connect_failed(ctl, id, reason)
+    }
+    fn on_http(&mut self, req: &PlainHttp<'_>) -> Option<HttpResponse> {
+        self.inner.on_http(req)
+    }
+    fn on_metrics(&mut self, out: &mut String) {
+        self.inner.on_metrics(out)
+    }
+    fn on_wake(&mut self, ctl: &mut Control<'_>) {
+        if RELOAD.swap(false, Ordering::SeqCst) {
+            if let Some((acceptor, files)) = &self.tls {
+                crate::tls::reload(acceptor, files);
+            }
+        }
+        self.inner.on_wake(ctl)
+    }
+    fn on_timer(&mut self, ctl: &mut Control<'_>, token: u64) {
+        self.inner.on_timer(ctl, token)
+    }
 }
 
 /// Values that mean nothing empty (a token, an origin, a subprotocol).

@@ -10,6 +10,7 @@ mod bench;
 mod client;
 mod deflate;
 mod echo;
+mod tls;
 
 const USAGE: &str = "\
 wsreactor: an RFC 6455 WebSocket server and client on a single-threaded mio reactor
@@ -20,7 +21,8 @@ USAGE:
 COMMANDS:
     echo      Echo service: every text and binary message back unchanged,
               with every server setting as an option (see echo --help)
-    serve     The same as echo
+    serve     The real-time rooms gateway: rooms, history, JWT, JSON or
+              Protobuf, a browser client at / (built with --features gateway)
     broadcast Every message any client sends goes to every open connection,
               the sender included (the same options as echo)
     client    Interactive client: stdin lines -> messages, messages -> stdout
@@ -47,7 +49,8 @@ fn main() -> ExitCode {
             println!("wsreactor {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
-        Some("echo" | "serve") => echo::run(rest),
+        Some("echo") => echo::run(rest),
+        Some("serve") => echo::run_service(rest, echo::Service::Gateway),
         Some("broadcast") => echo::run_service(rest, echo::Service::Broadcast),
         Some("client") => client::run(rest),
         Some("autobahn-client") => autobahn_client::run(rest),

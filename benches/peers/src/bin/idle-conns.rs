@@ -1,4 +1,5 @@
-//! `idle-conns --addr A --count N [--sources K] [--raw] [--hold SECS]`: open N
+//! `idle-conns --addr A --count N [--sources K] [--raw] [--hold SECS]
+//! [--tls-ca FILE]`: open N
 //! connections to a server, complete the WebSocket opening handshake on each
 //! (unless `--raw`), print `ready N` on stdout, and hold them idle for SECS
 //! seconds (default 60), or until killed. Used to measure what an idle
@@ -9,6 +10,9 @@
 //! (default 10), so that N is far from the ephemeral port range of any one
 //! address even with sockets of earlier runs still in TIME_WAIT.
 //!
+//! `--tls-ca FILE`: over TLS (tokio-rustls, ring), verifying the server's
+//! certificate for `localhost` against the PEM CA in FILE.
+//!
 //! A tokio current_thread runtime, one connection after the other: the
 //! server's accept path is exercised the same way for every server, and the
 //! order does not matter for memory.
@@ -16,8 +20,14 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+use tokio_rustls::TlsConnector;
 
 struct Options {
     addr: SocketAddr,
@@ -25,6 +35,29 @@ struct Options {
     sources: u8,
     raw: bool,
     hold: Duration,
+    tls: Option<TlsConnector>,
+}
+
+/// A held connection.
+#[allow(dead_code)] // held only to be kept open
+enum Held {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+fn connector(ca: &str) -> TlsConnector {
+    let mut roots = tokio_rustls::rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).expect("read --tls-ca") {
+        roots.add(cert.expect("a PEM certificate")).expect("a CA certificate");
+    }
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = tokio_rustls::rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    TlsConnector::from(Arc::new(config))
 }
 
 fn usage_exit(code: i32) -> ! {
@@ -41,6 +74,7 @@ fn parse() -> Options {
         sources: 10,
         raw: false,
         hold: Duration::from_secs(60),
+        tls: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -53,6 +87,7 @@ fn parse() -> Options {
                 o.hold = Duration::from_secs_f64(value().parse().unwrap_or_else(|_| usage_exit(2)))
             }
             "--raw" => o.raw = true,
+            "--tls-ca" => o.tls = Some(connector(&value())),
             "-h" | "--help" => usage_exit(0),
             other => {
                 eprintln!("idle-conns: unknown option '{other}'");
@@ -84,7 +119,7 @@ async fn run(o: Options) -> i32 {
         o.addr
     );
     let start = Instant::now();
-    let mut held: Vec<TcpStream> = Vec::with_capacity(o.count);
+    let mut held: Vec<Held> = Vec::with_capacity(o.count);
     for i in 0..o.count {
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % o.sources as usize) as u8));
         match tokio::time::timeout(Duration::from_secs(10), open(&o, source, &request)).await {
@@ -110,14 +145,28 @@ async fn run(o: Options) -> i32 {
     0
 }
 
-async fn open(o: &Options, source: IpAddr, request: &str) -> std::io::Result<TcpStream> {
+async fn open(o: &Options, source: IpAddr, request: &str) -> std::io::Result<Held> {
     let socket = TcpSocket::new_v4()?;
     socket.bind(SocketAddr::new(source, 0))?;
     let mut stream = socket.connect(o.addr).await?;
     stream.set_nodelay(true)?;
     if o.raw {
-        return Ok(stream);
+        return Ok(Held::Plain(stream));
     }
+    if let Some(tls) = &o.tls {
+        let name = ServerName::try_from("localhost").expect("a server name");
+        let mut stream = tls.connect(name, stream).await?;
+        upgrade(&mut stream, request).await?;
+        return Ok(Held::Tls(Box::new(stream)));
+    }
+    upgrade(&mut stream, request).await?;
+    Ok(Held::Plain(stream))
+}
+
+async fn upgrade<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    request: &str,
+) -> std::io::Result<()> {
     stream.write_all(request.as_bytes()).await?;
     // Read the response header block (nothing follows it: the server sends
     // no frames on an idle connection).
@@ -140,5 +189,5 @@ async fn open(o: &Options, source: IpAddr, request: &str) -> std::io::Result<Tcp
             String::from_utf8_lossy(line)
         )));
     }
-    Ok(stream)
+    Ok(())
 }
