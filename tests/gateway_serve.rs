@@ -5,6 +5,7 @@
 #![cfg(feature = "gateway")]
 
 mod common;
+mod process_support;
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -274,4 +275,37 @@ fn a_jwt_is_required_when_a_key_is_set() {
     assert_eq!(recv_json(&mut c).1["from"], "carol");
     server.stop();
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `wsreactor serve` runs on one reactor (a room's sequence and history live
+/// in one handler): it is the default, and more threads are refused rather
+/// than splitting rooms.
+#[test]
+fn serve_runs_on_one_reactor_and_refuses_more() {
+    let bin = env!("CARGO_BIN_EXE_wsreactor");
+    let out = std::process::Command::new(bin)
+        .args(["serve", "--addr", "127.0.0.1:0", "--threads", "2"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.starts_with("wsreactor: --threads 2: serve runs on one reactor"),
+        "{stderr}"
+    );
+    for threads in [None, Some("1")] {
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]);
+        if let Some(n) = threads {
+            cmd.args(["--threads", n]);
+        }
+        let (mut child, addr) = process_support::spawn_listening(cmd, "ws");
+        let metrics = http(addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains("wsreactor_gateway_"), "{metrics}");
+        // Several reactors would add series labelled by reactor.
+        assert!(!metrics.contains("reactor=\""), "{threads:?}: {metrics}");
+    }
 }

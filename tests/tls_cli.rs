@@ -26,7 +26,10 @@ struct Echo {
 impl Echo {
     fn spawn(dir: &Path) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsreactor"));
-        cmd.args(["echo", "--addr", "127.0.0.1:0", "--tls-cert"])
+        // Two reactors, connections dealt round robin: consecutive
+        // connections alternate between them.
+        cmd.args(["echo", "--addr", "127.0.0.1:0", "--threads", "2"])
+            .args(["--accept", "handoff", "--tls-cert"])
             .arg(dir.join("cert.pem"))
             .arg("--tls-key")
             .arg(dir.join("key.pem"));
@@ -67,9 +70,13 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
     let server = Echo::spawn(&dir);
     let leaf_of = |c: &TlsWs| c.stream.conn.peer_certificates().unwrap()[0].clone();
 
+    // One open connection on each reactor.
     let mut open = TlsWs::connect(server.addr, pki.client_config(), "localhost");
-    assert_eq!(leaf_of(&open), first.chain[0]);
-    echo_once(&mut open, b"before");
+    let mut open2 = TlsWs::connect(server.addr, pki.client_config(), "localhost");
+    for c in [&mut open, &mut open2] {
+        assert_eq!(leaf_of(c), first.chain[0]);
+        echo_once(c, b"before");
+    }
 
     second.write(&dir);
     server.hup();
@@ -84,16 +91,25 @@ fn sighup_reloads_the_certificate_without_dropping_connections() {
         std::thread::sleep(Duration::from_millis(20));
     };
     echo_once(&mut fresh, b"new certificate");
-    // The connection opened before the reload still works.
+    // Every reactor serves the new one (the next connections alternate).
+    for _ in 0..4 {
+        let mut c = TlsWs::connect(server.addr, pki.client_config(), "localhost");
+        assert_eq!(leaf_of(&c), second.chain[0]);
+        echo_once(&mut c, b"new certificate, every reactor");
+    }
+    // The connections opened before the reload still work.
     echo_once(&mut open, b"after");
+    echo_once(&mut open2, b"after");
 
     // A broken file on reload keeps the current certificate.
     std::fs::write(dir.join("key.pem"), "not a key").unwrap();
     server.hup();
     std::thread::sleep(Duration::from_millis(300));
-    let mut c = TlsWs::connect(server.addr, pki.client_config(), "localhost");
-    assert_eq!(leaf_of(&c), second.chain[0]);
-    echo_once(&mut c, b"still serving");
+    for _ in 0..2 {
+        let mut c = TlsWs::connect(server.addr, pki.client_config(), "localhost");
+        assert_eq!(leaf_of(&c), second.chain[0]);
+        echo_once(&mut c, b"still serving");
+    }
     echo_once(&mut open, b"still open");
     let _ = std::fs::remove_dir_all(&dir);
 }
