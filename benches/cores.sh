@@ -29,8 +29,9 @@
 # server CPU per echo. (benches/compare.sh --threads N runs this.)
 #
 # Writes benches/results/<date>-cores.md (or -scaling.md) and the raw runs
-# as .jsonl. --quick: fewer, shorter repetitions. Loopback only; ports
-# BENCH_PORT_BASE+1..+3 (default 19400).
+# as .jsonl. --quick: fewer, shorter repetitions. BENCH_PARTS: which of
+# a, b, c to run (default abc). Loopback only; ports BENCH_PORT_BASE+1..+3
+# (default 19400).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -53,6 +54,7 @@ done
 if ((QUICK)); then REPS=${BENCH_REPS:-2}; DURATION=${BENCH_DURATION:-2}; WARMUP=${BENCH_WARMUP:-0.5}
 else REPS=${BENCH_REPS:-5}; DURATION=${BENCH_DURATION:-3}; WARMUP=${BENCH_WARMUP:-1}; fi
 PORT_BASE=${BENCH_PORT_BASE:-19400}
+PARTS=${BENCH_PARTS:-abc}
 SCPU=${BENCH_SERVER_CPU:-0}
 CCPU=${BENCH_CLIENT_CPU:-1}
 NCPU=$(nproc)
@@ -78,6 +80,7 @@ OUT=$ROOT/benches/results
 mkdir -p "$OUT"
 NAME=cores; [[ -n $THREADS ]] && NAME=scaling
 ((QUICK)) && NAME=$NAME-quick
+[[ -z $THREADS && $PARTS != abc ]] && NAME=$NAME-$PARTS
 BASE=$OUT/$STAMP-$NAME
 RAW=$BASE.jsonl
 REV=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
@@ -130,7 +133,8 @@ if [[ -z $THREADS ]]; then
     order=(1 2); ((rep % 2)) && order=(2 1)
     # echo: the default scheduler, then SCHED_BATCH (no wake-up preemption
     # between the two reactors sharing the CPU; see the report).
-    for kind in echo echo-batch; do
+    kinds=(); [[ $PARTS == *a* ]] && kinds=(echo echo-batch)
+    for kind in ${kinds[@]+"${kinds[@]}"}; do
       sched=(); [[ $kind == echo-batch ]] && sched=(chrt --batch 0)
       for t in "${order[@]}"; do
         start "$SCPU" "$P_ECHO" ${sched[@]+"${sched[@]}"} "$WSR" echo --threads "$t" --addr "127.0.0.1:$P_ECHO"
@@ -142,6 +146,7 @@ if [[ -z $THREADS ]]; then
         stop
       done
     done
+    [[ $PARTS == *b* ]] || continue
     for t in "${order[@]}"; do
       start "$SCPU" "$P_FAN" "$WSR" broadcast --threads "$t" --accept handoff --addr "127.0.0.1:$P_FAN"
       if json=$(taskset -c "$CCPU" "$WSR" bench --fanout --url "ws://127.0.0.1:$P_FAN/" --connections 1000 --size 20 \
@@ -153,8 +158,9 @@ if [[ -z $THREADS ]]; then
     done
   done
 
-  echo "== c. connection spread over 2 reactors" >&2
   spread_reps=3; ((QUICK)) && spread_reps=1
+  [[ $PARTS == *c* ]] || spread_reps=0
+  ((spread_reps)) && echo "== c. connection spread over 2 reactors" >&2
   for count in 1000 10000; do
     for accept in reuseport handoff; do
       for ((rep = 0; rep < spread_reps; rep++)); do

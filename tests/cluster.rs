@@ -419,3 +419,69 @@ fn zero_threads_is_an_error() {
     .unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// A subscriber on another reactor than the publisher gets the publishes
+/// through its reactor's inbox, under the same backlog limit as a local
+/// one: one that never reads is closed with 1008 once its kernel buffers
+/// and its backlog are full, after what it had queued, in order.
+#[test]
+fn a_slow_subscriber_on_another_reactor_is_closed_at_its_backlog() {
+    const SIZE: usize = 8192;
+    const MESSAGES: u16 = 2048; // 16 MiB: more than loopback buffers hold
+    let config = ServerConfig {
+        max_subscriber_backlog: 64 * 1024,
+        ..ServerConfig::default()
+    };
+    let server = start(2, Accept::Handoff, config);
+    let mut clients = clients_everywhere(server.addr, 2, 1);
+    let at = clients.iter().position(|(_, i)| *i == 1).unwrap();
+    let (mut slow, _) = clients.swap_remove(at);
+    let (mut publisher, on) = clients.pop().unwrap();
+    assert_eq!(on, 0);
+    slow.send(OP_TEXT, b"join");
+    assert_eq!(text(&mut slow), "joined");
+    for seq in 0..MESSAGES {
+        let mut payload = vec![0x5a; SIZE];
+        payload[..2].copy_from_slice(&seq.to_be_bytes());
+        publisher.send(OP_BINARY, &payload);
+    }
+    // The publishes are through once the publisher's connection answers.
+    publisher.send(OP_TEXT, b"ping");
+    assert_eq!(text(&mut publisher), "r0:ping");
+    let body = http_get(server.addr, "/metrics");
+    assert_eq!(
+        metric(&body, "wsreactor_slow_subscribers_closed_total"),
+        1,
+        "{body}"
+    );
+
+    slow.stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 1 << 16];
+    while let Ok(n) = slow.stream.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    let frames = parse_frames(&got);
+    let data: Vec<&WireFrame> = frames.iter().filter(|f| f.opcode == OP_BINARY).collect();
+    assert!(
+        !data.is_empty() && data.len() < usize::from(MESSAGES),
+        "{} messages",
+        data.len()
+    );
+    for (i, f) in data.iter().enumerate() {
+        assert_eq!(f.payload[..2], (i as u16).to_be_bytes(), "in order, no gap");
+    }
+    let close = frames
+        .iter()
+        .find(|f| f.opcode == OP_CLOSE)
+        .expect("a close");
+    assert_eq!(close.payload[..2], 1008u16.to_be_bytes());
+    assert_eq!(&close.payload[2..], b"slow subscriber");
+    server.remote.stop();
+    server.thread.join().unwrap().unwrap();
+}
