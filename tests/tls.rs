@@ -2,7 +2,8 @@
 //! a full chain with ALPN and resumption, large, fragmented and pipelined
 //! messages, permessage-deflate over TLS, a client reconnecting over TLS,
 //! the handshake timeout over a stalled TLS handshake, garbage and plain
-//! HTTP on the TLS port, and certificates our client must refuse.
+//! HTTP on the TLS port (on every reactor of a cluster too), and
+//! certificates our client must refuse.
 
 mod common;
 mod tls_support;
@@ -17,7 +18,9 @@ use common::{start, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 use tls_support::{Pki, TlsWs};
 use wsreactor::client::{ReconnectPolicy, Reconnector};
 use wsreactor::rustls::{self, HandshakeKind, ProtocolVersion};
-use wsreactor::{ConnId, Control, Ctx, Handler, Message, Reactor, Remote, Server, ServerConfig};
+use wsreactor::{
+    Accept, Cluster, ConnId, Control, Ctx, Handler, Message, Reactor, Remote, Server, ServerConfig,
+};
 
 struct Echo;
 
@@ -451,6 +454,48 @@ fn garbage_and_plain_http_on_the_tls_port_are_closed_cleanly() {
     c.send(OP_TEXT, b"still here");
     assert_eq!(c.recv().payload, b"still here");
     server.stop();
+}
+
+/// Two reactors share the one TLS configuration: each serves `wss://` and
+/// closes garbage without answering in plain text, and a swap of the
+/// certificate reaches both (connections dealt round robin alternate).
+#[test]
+fn every_reactor_of_a_cluster_serves_tls_and_refuses_garbage() {
+    let pki = Pki::new();
+    let first = pki.leaf(&["localhost"], false);
+    let second = pki.leaf(&["localhost"], false);
+    let config = tls_config(&first);
+    let acceptor = config.tls.clone().unwrap();
+    let cluster = Cluster::bind_with("127.0.0.1:0", config, 2, Accept::Handoff, |_| Echo).unwrap();
+    let addr = cluster.local_addr();
+    let stopper = cluster.stopper();
+    let thread = std::thread::spawn(move || cluster.run());
+    let plain_http = common::upgrade_request("/chat");
+    let mut bad_record = vec![0x16, 0x03, 0x01, 0xff, 0xff];
+    bad_record.extend_from_slice(&[0x42; 100]);
+    // Each input twice: once on each reactor.
+    for input in [&plain_http, &plain_http, &bad_record, &bad_record] {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(input).unwrap();
+        let (got, _) = until_closed(&mut s);
+        assert!(
+            got.is_empty() || (got[0] == 0x15 && got.len() == 7),
+            "answer to {:?}...: {got:x?}",
+            &input[..8]
+        );
+    }
+    let leaf_of = |c: &TlsWs| c.stream.conn.peer_certificates().unwrap()[0].clone();
+    for leaf in [&first, &second] {
+        acceptor.replace(leaf.server_config());
+        for _ in 0..2 {
+            let mut c = TlsWs::connect(addr, pki.client_config(), "localhost");
+            assert_eq!(leaf_of(&c), leaf.chain[0]);
+            c.send(OP_TEXT, b"on every reactor");
+            assert_eq!(c.recv().payload, b"on every reactor");
+        }
+    }
+    stopper.stop();
+    thread.join().unwrap().unwrap();
 }
 
 /// What a reactor client reports for `url` against `addr`'s server.
