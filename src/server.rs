@@ -142,7 +142,9 @@ pub trait Handler {
     }
 
     /// `/metrics` is being answered: append the application's own metrics
-    /// (Prometheus text) to `out`.
+    /// (Prometheus text) to `out`. With several reactors, only the handler
+    /// of the reactor that answers the request is asked (the server's own
+    /// metrics are summed over the reactors, the application's are not).
     fn on_metrics(&mut self, out: &mut String) {
         let _ = out;
     }
