@@ -103,7 +103,7 @@ const SEND_EVERY: Duration = Duration::from_millis(1);
 const CONNECT_EVERY: Duration = Duration::from_millis(10);
 /// Bounds on the run's size.
 const MAX_CLIENTS: usize = 1_000_000;
-const MAX_PAIRS: usize = 1 << 24;
+const MAX_PAIRS: usize = 1 << 22;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {

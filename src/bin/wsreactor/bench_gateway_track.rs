@@ -8,9 +8,11 @@
 //! at the end unless it arrives later (then it was out of order). A `seq`
 //! already received is a duplicate. Each message's data carries its
 //! publisher and that publisher's counter, which must grow on every
-//! receiver; and each publisher, being a member of its own room, must get
-//! back every publish the gateway accepted (one it never sequenced is lost
-//! without leaving a `seq` hole).
+//! receiver; and every publish sent after a member's `joined` arrived must
+//! reach it, whoever sequenced it: a publish the gateway never sequenced,
+//! or one that another instance sequenced and never passed on, leaves no
+//! `seq` hole but is missing from its publisher's counters. A member's
+//! losses are the larger of the two counts.
 
 use std::fmt;
 
@@ -116,6 +118,11 @@ pub struct Tracker {
     per_room: usize,
     rooms: usize,
     last_n: Vec<u64>,
+    /// Per (member, publisher slot): the publisher's `sent` when the
+    /// member's join was answered (later publishes must all arrive) ...
+    floor: Vec<u64>,
+    /// ... and how many of those arrived.
+    got: Vec<u64>,
     /// Highest seq any member saw per room.
     room_top: Vec<u64>,
     pub faults: Faults,
@@ -137,6 +144,8 @@ impl Tracker {
             per_room,
             rooms,
             last_n: Vec::new(),
+            floor: Vec::new(),
+            got: Vec::new(),
             room_top: vec![0; rooms],
             faults: Faults::default(),
             first_fault: None,
@@ -163,8 +172,17 @@ impl Tracker {
         if self.members.len() <= c {
             self.members.resize(c + 1, Member::default());
             self.last_n.resize((c + 1) * self.per_room, 0);
+            self.floor.resize((c + 1) * self.per_room, 0);
+            self.got.resize((c + 1) * self.per_room, 0);
         }
         let room = self.room_of(c) as u32;
+        for j in 0..self.per_room {
+            let g = j * self.rooms + room as usize;
+            let at = c * self.per_room + j;
+            self.floor[at] = self.pubs[g].sent;
+            self.got[at] = 0;
+            self.last_n[at] = 0;
+        }
         self.members[c] = Member {
             room,
             active: true,
@@ -275,8 +293,11 @@ impl Tracker {
         let r = my_room;
         self.room_top[r] = self.room_top[r].max(seq);
         // Publisher counter: increasing on every member.
-        let slot = g / self.rooms;
-        let last = &mut self.last_n[c * self.per_room + slot];
+        let at = c * self.per_room + g / self.rooms;
+        if s.n >= self.floor[at] {
+            self.got[at] += 1;
+        }
+        let last = &mut self.last_n[at];
         if *last > s.n {
             let prev = *last - 1;
             self.faults.out_of_order += 1;
@@ -299,43 +320,44 @@ impl Tracker {
             .sum()
     }
 
-    /// Active members that have not received their room's latest seq.
+    /// Messages member `c` misses: (room seq holes, publishes sent after
+    /// its join that never came).
+    fn missing(&self, c: usize) -> (u64, u64) {
+        let m = &self.members[c];
+        let expected = self.room_top[m.room as usize] - m.base;
+        let holes = expected.saturating_sub(m.received);
+        let mut unseen = 0;
+        for j in 0..self.per_room {
+            let p = &self.pubs[j * self.rooms + m.room as usize];
+            let at = c * self.per_room + j;
+            let due = p.sent.saturating_sub(self.floor[at]);
+            unseen += due.saturating_sub(self.got[at] + p.refused);
+        }
+        (holes, unseen)
+    }
+
+    /// Active members still missing messages (the drain waits for none).
     pub fn behind(&self) -> usize {
-        self.members
-            .iter()
-            .filter(|m| m.active && m.top < self.room_top[m.room as usize])
+        (0..self.members.len())
+            .filter(|&c| self.members[c].active && self.missing(c) != (0, 0))
             .count()
     }
 
-    /// After the drain: every hole below the room's last seq, on every
-    /// active member, and every publish never sent back, is lost.
+    /// After the drain: whatever an active member still misses is lost.
     pub fn count_losses(&mut self) {
         for c in 0..self.members.len() {
-            let m = &self.members[c];
-            if !m.active {
+            if !self.members[c].active {
                 continue;
             }
-            let expected = self.room_top[m.room as usize] - m.base;
-            let missing = expected.saturating_sub(m.received);
-            if missing > 0 {
-                let (room, base, top) = (m.room, m.base, self.room_top[m.room as usize]);
-                self.faults.lost += missing;
+            let (holes, unseen) = self.missing(c);
+            let lost = holes.max(unseen);
+            if lost > 0 {
+                let room = self.members[c].room;
+                self.faults.lost += lost;
                 self.fault(|| {
                     format!(
-                        "client {c} (room {room}) missed {missing} of seqs {}..={top}",
-                        base + 1
+                        "client {c} (room {room}) missed {lost} messages ({holes} seq holes, {unseen} publishes sent after its join never came)"
                     )
-                });
-            }
-        }
-        for g in 0..self.pubs.len() {
-            let p = &self.pubs[g];
-            let missing = p.sent.saturating_sub(p.echoed + p.refused);
-            if missing > 0 {
-                let sent = p.sent;
-                self.faults.lost += missing;
-                self.fault(|| {
-                    format!("publisher {g}: {missing} of its {sent} publishes never came back")
                 });
             }
         }
@@ -390,8 +412,9 @@ mod tests {
         t.deliver(2, Some(0), 11, s[0]);
         t.deliver(2, Some(0), 13, s[2]);
         t.deliver(2, Some(0), 14, s[3]);
-        assert_eq!(t.behind(), 0);
+        assert_eq!(t.behind(), 1);
         t.deliver(2, Some(0), 12, s[1]);
+        assert_eq!(t.behind(), 0);
         assert_eq!(t.faults.out_of_order, 2, "{:?}", t.first_fault); // seq, then counter
         t.count_losses();
         assert_eq!(t.faults.lost, 0);
@@ -439,8 +462,54 @@ mod tests {
         let _ = stamp(&mut t, 0);
         t.refused(0);
         t.count_losses();
-        assert_eq!(t.faults.lost, 1);
-        assert!(t.first_fault.unwrap().contains("publisher 1"));
+        // Both members of room 1 (clients 1 and 3) miss it.
+        assert_eq!(t.faults.lost, 2);
+        assert!(t.first_fault.unwrap().contains("client 1"));
+    }
+
+    /// Two unlinked instances: each sequences its own members' publishes,
+    /// so every member sees consecutive seqs, yet misses the other
+    /// instance's publisher.
+    #[test]
+    fn a_publisher_a_member_never_hears_is_lost() {
+        let mut t = Tracker::new(1, 2);
+        for c in 0..4 {
+            t.joined(c, 0);
+        }
+        let a: Vec<Stamp> = (0..3).map(|_| t.publish(0, 1)).collect();
+        let b: Vec<Stamp> = (0..2).map(|_| t.publish(1, 1)).collect();
+        for c in [0, 2] {
+            for (i, s) in a.iter().enumerate() {
+                t.deliver(c, Some(0), 1 + i as u64, *s);
+            }
+        }
+        for c in [1, 3] {
+            for (i, s) in b.iter().enumerate() {
+                t.deliver(c, Some(0), 1 + i as u64, *s);
+            }
+        }
+        assert_eq!(t.faults.total(), 0);
+        assert_eq!(t.behind(), 4);
+        t.count_losses();
+        assert_eq!(t.faults.lost, 2 * 2 + 2 * 3);
+    }
+
+    /// A member that joins late owes only what was published after its
+    /// join was answered.
+    #[test]
+    fn a_late_member_owes_what_came_after_its_join() {
+        let mut t = Tracker::new(1, 1);
+        t.joined(0, 0);
+        let early = t.publish(0, 1);
+        t.deliver(0, Some(0), 1, early);
+        t.joined(1, 1);
+        let late = t.publish(0, 1);
+        t.deliver(0, Some(0), 2, late);
+        assert_eq!(t.behind(), 1);
+        t.deliver(1, Some(0), 2, late);
+        assert_eq!(t.behind(), 0);
+        t.count_losses();
+        assert_eq!(t.faults.total(), 0);
     }
 
     #[test]
