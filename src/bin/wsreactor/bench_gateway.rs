@@ -1601,4 +1601,19 @@ mod tests {
             assert!(matches!(r.op, Op::Publish { .. }), "{:?}", r.op);
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// Any frame decodes to an event or an error, never a panic.
+        #[test]
+        fn any_frame_decodes_or_is_refused(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
+            text in ".{0,96}",
+        ) {
+            for enc in [Encoding::Json, Encoding::Proto] {
+                let _ = decode(enc, &Message::Binary(&bytes));
+                let _ = decode(enc, &Message::Text(&text));
+            }
+        }
+    }
 }

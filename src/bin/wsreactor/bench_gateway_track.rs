@@ -579,4 +579,38 @@ mod tests {
         assert!(serde_json::from_str::<Stamp>("{\"p\":1,\"n\":2}").is_err());
         assert!(serde_json::from_str::<Stamp>("{\"p\":1,\"n\":2,\"t\":3,\"x\":4}").is_err());
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+        /// Whatever a server sends (any room, seq and stamp, on any client,
+        /// joined or not), the tracker counts it without panicking, and a
+        /// delivery is either accepted or counted as a fault.
+        #[test]
+        fn arbitrary_deliveries_are_counted(
+            joins in proptest::collection::vec((0usize..6, 0u64..5), 0..6),
+            msgs in proptest::collection::vec(
+                (0usize..8, proptest::option::of(0usize..4), 0u64..20, 0u32..6, 0u64..6),
+                0..64,
+            ),
+            sends in proptest::collection::vec(0usize..4, 0..8),
+        ) {
+            let mut t = Tracker::new(2, 2);
+            for (c, seq) in joins {
+                t.joined(c, seq);
+            }
+            for g in sends {
+                t.publish(g, 1);
+            }
+            let mut ok = 0u64;
+            for (c, room, seq, p, n) in msgs {
+                let before = t.faults.total();
+                match t.deliver(c, room, seq, Stamp { p, n, t: 1 }) {
+                    Delivered::Ok { .. } => ok += 1,
+                    Delivered::Fault => proptest::prop_assert!(t.faults.total() > before),
+                }
+            }
+            let _ = (t.behind(), t.unechoed(), ok);
+            t.count_losses();
+        }
+    }
 }
