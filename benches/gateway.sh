@@ -21,6 +21,7 @@ RATE_A=${RATE_A:-100}     # publishes/s in the 1,000-member room
 RATE_B=${RATE_B:-1000}    # publishes/s over the 100 rooms (10/s per room)
 RATE_C=${RATE_C:-1000}    # (c) stepped clients: publishes/s over 100 rooms
 STEP=${STEP:-4}           # (c) seconds per step
+NOTE=${NOTE:-}            # a line for the results file (e.g. the machine's state)
 
 (( $(nproc) >= 2 )) || { echo "needs 2 CPUs (server on 0, bench on 1)" >&2; exit 2; }
 cargo build --release --features loadgen,gateway
@@ -78,9 +79,9 @@ case_ c-conns "2,000 -> 10,000 clients in 100 rooms (+2,000 per step), $RATE_C p
 case_ c-rate "1,000 clients in 10 rooms, 200 -> 1,000 publishes/s (+200 per step), json" \
   --conns 1000 --rooms 10 --rate 200 --step-every "$STEP" --step-rate 200 --steps 5
 
-python3 - "$jsonl" "$out.md" "$(git rev-parse --short HEAD)" "$DUR" <<'PY'
+python3 - "$jsonl" "$out.md" "$(git rev-parse --short HEAD)" "$DUR" "$NOTE" <<'PY'
 import json, sys
-jsonl, md, rev, dur = sys.argv[1:5]
+jsonl, md, rev, dur, note = sys.argv[1:6]
 rows = [json.loads(l) for l in open(jsonl)]
 out = []
 w = out.append
@@ -89,39 +90,44 @@ w("`benches/gateway.sh`: `wsreactor serve` (release, one fresh process per case)
   "`wsreactor bench --gateway` pinned to CPU 1, loopback, clients from 127.0.0.2-11. "
   f"Each of (a) and (b) is one run of {dur} s after a 1 s warm-up. Deliveries/s count the "
   "messages members received and checked (seq, publisher order, loss, duplicates); latency is "
-  "publish (the bench's send) to receive, over every delivery.\n")
+  "publish (the bench's send) to receive, over every delivery. Server waited: time the "
+  "gateway's thread was runnable but another process had its CPU (from /proc/PID/schedstat).\n")
+if note:
+    w(note + "\n")
 def f(x, d=0):
     return "n/a" if x is None else f"{x:,.{d}f}"
 w("## Fixed load\n")
-w("| case | deliveries/s | publishes/s | p50 us | p99 us | p99.9 us | server CPU | server RSS | faults | errors | exit |")
-w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+w("| case | deliveries/s | publishes/s | p50 us | p99 us | p99.9 us | server CPU | server waited | bench CPU | server RSS | faults | errors | exit |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for s in rows:
     if s["case"][0] not in "ab":
         continue
     if s.get("failed"):
-        w(f"| {s['desc']} | failed: {s.get('error')} | | | | | | | | | {s['exit']} |")
+        w(f"| {s['desc']} | failed: {s.get('error')} | | | | | | | | | | | {s['exit']} |")
         continue
     if not s.get("summary"):
         continue
     step = [r for r in rows if r["case"] == s["case"] and "step" in r]
     cpu = step[-1]["server_cpu_pct"] if step else None
+    waited = step[-1].get("server_wait_pct") if step else None
+    bcpu = step[-1].get("bench_cpu_pct") if step else None
     rss = step[-1]["server_rss_kib"] if step else None
     fl = sum(s["faults"].values())
     err = s["error_events"] + s["failed_connects"] + s["closes"]
     lat = s["latency_us"]
     w(f"| {s['desc']} | {f(s['deliveries_per_s'])} | {f(s['publishes_per_s'])} | {f(lat['p50'])} | "
-      f"{f(lat['p99'])} | {f(lat['p99_9'])} | {f(cpu)}% | {f(rss and rss / 1024, 1)} MiB | {fl} | {err} | {s['exit']} |")
+      f"{f(lat['p99'])} | {f(lat['p99_9'])} | {f(cpu)}% | {f(waited, 1)}% | {f(bcpu)}% | {f(rss and rss / 1024, 1)} MiB | {fl} | {err} | {s['exit']} |")
 for case in sorted({r["case"] for r in rows if r["case"].startswith("c")}):
     steps = [r for r in rows if r["case"] == case and "step" in r]
     summ = [r for r in rows if r["case"] == case and r.get("summary")]
     desc = (steps or summ or [{"desc": case}])[0]["desc"]
     w(f"\n## Stepped: {desc}\n")
-    w("| step | members | offered/s | publishes/s | deliveries/s | p50 us | p99 us | error rate | server CPU | server RSS |")
-    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    w("| step | members | offered/s | publishes/s | deliveries/s | p50 us | p99 us | error rate | server CPU | server waited | server RSS |")
+    w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in steps:
         w(f"| {r['step']} | {r['members']:,} | {f(r['offered_per_s'])} | {f(r['publishes_per_s'])} | "
           f"{f(r['deliveries_per_s'])} | {f(r['latency_us']['p50'])} | {f(r['latency_us']['p99'])} | "
-          f"{r['error_rate'] * 100:.2f}% | {f(r['server_cpu_pct'])}% | {f(r['server_rss_kib'] / 1024 if r['server_rss_kib'] else None, 1)} MiB |")
+          f"{r['error_rate'] * 100:.2f}% | {f(r['server_cpu_pct'])}% | {f(r.get('server_wait_pct'), 1)}% | {f(r['server_rss_kib'] / 1024 if r['server_rss_kib'] else None, 1)} MiB |")
     for s in summ:
         w(f"\nFaults: {sum(s['faults'].values())}; errors: "
           f"{s['error_events'] + s['failed_connects'] + s['closes']}; exit {s['exit']}"

@@ -30,7 +30,9 @@ use wsreactor::gateway::protocol::{pb, SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
 use wsreactor::net::WsUrl;
 use wsreactor::{ConnId, Control, Ctx, Handler, Message, Reactor, Remote, ServerConfig};
 
-use super::{cpu_ticks, group, number, secs, string, Pacer, CLOSE_GRACE, CONNECT_BATCH};
+use super::{
+    cpu_ticks, group, number, runqueue_wait_ns, secs, string, Pacer, CLOSE_GRACE, CONNECT_BATCH,
+};
 
 #[path = "bench_gateway_track.rs"]
 mod track;
@@ -640,6 +642,10 @@ struct Row {
     server_cpu_pct: Option<f64>,
     server_rss_kib: Option<u64>,
     bench_cpu_pct: Option<f64>,
+    /// Time the server's and the bench's loop threads waited for a CPU
+    /// (other processes had it), % of the step.
+    server_wait_pct: Option<f64>,
+    bench_wait_pct: Option<f64>,
 }
 
 impl Row {
@@ -677,7 +683,7 @@ impl Row {
                 "\"deliveries\":{},\"latency_us\":{{\"p50\":{:.1},\"p99\":{:.1},\"max\":{:.1}}},",
                 "\"error_events\":{},\"failed_connects\":{},\"closes\":{},\"attempts\":{},",
                 "\"error_rate\":{:.6},\"server_cpu_pct\":{},\"server_rss_kib\":{},",
-                "\"bench_cpu_pct\":{}}}"
+                "\"bench_cpu_pct\":{},\"server_wait_pct\":{},\"bench_wait_pct\":{}}}"
             ),
             self.step,
             self.secs,
@@ -699,6 +705,8 @@ impl Row {
             self.server_rss_kib
                 .map_or("null".to_string(), |k| k.to_string()),
             num(self.bench_cpu_pct),
+            num(self.server_wait_pct),
+            num(self.bench_wait_pct),
         )
     }
 }
@@ -728,6 +736,12 @@ struct StepMeter {
     attempts: u64,
     cpu_server: Option<u64>,
     cpu_self: Option<u64>,
+    wait_server: Option<u64>,
+    wait_self: Option<u64>,
+}
+
+fn server_wait(pid: Option<u32>) -> Option<u64> {
+    pid.and_then(|p| runqueue_wait_ns(&format!("{p}/task/{p}")))
 }
 
 impl StepMeter {
@@ -741,6 +755,8 @@ impl StepMeter {
             attempts: 0,
             cpu_server: server_pid.and_then(|p| cpu_ticks(&p.to_string())),
             cpu_self: cpu_ticks("self"),
+            wait_server: server_wait(server_pid),
+            wait_self: runqueue_wait_ns("thread-self"),
         }
     }
 
@@ -755,6 +771,10 @@ impl StepMeter {
         let secs = now.duration_since(self.start).as_secs_f64().max(1e-9);
         let pct = |before: Option<u64>, after: Option<u64>| match (before, after) {
             (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / CLK_TCK / secs * 100.0),
+            _ => None,
+        };
+        let wait = |before: Option<u64>, after: Option<u64>| match (before, after) {
+            (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / 1e9 / secs * 100.0),
             _ => None,
         };
         let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
@@ -773,6 +793,8 @@ impl StepMeter {
             server_cpu_pct: pct(self.cpu_server, pid.and_then(|p| cpu_ticks(&p.to_string()))),
             server_rss_kib: pid.and_then(rss_kib),
             bench_cpu_pct: pct(self.cpu_self, cpu_ticks("self")),
+            server_wait_pct: wait(self.wait_server, server_wait(pid)),
+            bench_wait_pct: wait(self.wait_self, runqueue_wait_ns("thread-self")),
         }
     }
 }
