@@ -49,11 +49,12 @@ case_() {
   local rc=0
   taskset -c 1 "$WSR" bench --gateway --url "ws://127.0.0.1:$p/ws" --server-pid "$pid" \
     --sources 10 --json -q "$@" >/tmp/gwbench.$$ 2>/tmp/gwbench-err.$$ || rc=$?
-  python3 - "$id" "$desc" "$rc" "$*" /tmp/gwbench-err.$$ </tmp/gwbench.$$ >>"$jsonl" <<'PY'
+  python3 - "$id" "$desc" "$rc" "$*" /tmp/gwbench.$$ /tmp/gwbench-err.$$ >>"$jsonl" <<'PY'
 import json, sys
-case, desc, rc, args, errf = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+case, desc, rc, args, outf, errf = sys.argv[1:7]
+rc = int(rc)
 err = [l.strip() for l in open(errf) if l.strip()]
-lines = [json.loads(l) for l in sys.stdin if l.strip()]
+lines = [json.loads(l) for l in open(outf) if l.strip()]
 if not lines or not lines[-1].get("summary"):
     lines.append({"failed": True})
 for o in lines:

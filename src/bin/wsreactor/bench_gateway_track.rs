@@ -98,6 +98,9 @@ struct Publisher {
     echoed: u64,
     /// Publishes the gateway refused with an error event.
     refused: u64,
+    /// Closed: only the publishes it got back are owed to the others (the
+    /// rest may never have been read).
+    owed: Option<u64>,
 }
 
 /// The result of one delivery, for the meter.
@@ -199,6 +202,9 @@ impl Tracker {
     pub fn closed(&mut self, c: usize) {
         if let Some(m) = self.members.get_mut(c) {
             m.active = false;
+        }
+        if let Some(p) = self.pubs.get_mut(c) {
+            p.owed = Some(p.echoed + p.refused);
         }
     }
 
@@ -330,7 +336,7 @@ impl Tracker {
         for j in 0..self.per_room {
             let p = &self.pubs[j * self.rooms + m.room as usize];
             let at = c * self.per_room + j;
-            let due = p.sent.saturating_sub(self.floor[at]);
+            let due = p.owed.unwrap_or(p.sent).saturating_sub(self.floor[at]);
             unseen += due.saturating_sub(self.got[at] + p.refused);
         }
         (holes, unseen)
@@ -442,6 +448,20 @@ mod tests {
         assert_eq!(t.behind(), 1);
         t.count_losses();
         assert_eq!(t.faults.lost, 1);
+    }
+
+    /// A publisher that is closed owes the others only what it got back.
+    #[test]
+    fn a_closed_publisher_owes_what_it_got_back() {
+        let mut t = tracker();
+        let a = stamp(&mut t, 0);
+        let _never_read = stamp(&mut t, 0);
+        t.deliver(0, Some(0), 11, a);
+        t.deliver(2, Some(0), 11, a);
+        t.closed(0);
+        assert_eq!(t.behind(), 0);
+        t.count_losses();
+        assert_eq!(t.faults.total(), 0);
     }
 
     #[test]
