@@ -98,13 +98,13 @@ if note:
 def f(x, d=0):
     return "n/a" if x is None else f"{x:,.{d}f}"
 w("## Fixed load\n")
-w("| case | deliveries/s | publishes/s | p50 us | p99 us | p99.9 us | server CPU | server waited | bench CPU | server RSS | faults | errors | exit |")
-w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+w("| case | deliveries/s | publishes/s | p50 us | p99 us | p99.9 us | server CPU | server waited | bench CPU | bench waited | server RSS | faults | errors | exit |")
+w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for s in rows:
     if s["case"][0] not in "ab":
         continue
     if s.get("failed"):
-        w(f"| {s['desc']} | failed: {s.get('error')} | | | | | | | | | | | {s['exit']} |")
+        w(f"| {s['desc']} | failed: {s.get('error')} | | | | | | | | | | | | {s['exit']} |")
         continue
     if not s.get("summary"):
         continue
@@ -112,12 +112,13 @@ for s in rows:
     cpu = step[-1]["server_cpu_pct"] if step else None
     waited = step[-1].get("server_wait_pct") if step else None
     bcpu = step[-1].get("bench_cpu_pct") if step else None
+    bwait = step[-1].get("bench_wait_pct") if step else None
     rss = step[-1]["server_rss_kib"] if step else None
     fl = sum(s["faults"].values())
     err = s["error_events"] + s["failed_connects"] + s["closes"]
     lat = s["latency_us"]
     w(f"| {s['desc']} | {f(s['deliveries_per_s'])} | {f(s['publishes_per_s'])} | {f(lat['p50'])} | "
-      f"{f(lat['p99'])} | {f(lat['p99_9'])} | {f(cpu)}% | {f(waited, 1)}% | {f(bcpu)}% | {f(rss and rss / 1024, 1)} MiB | {fl} | {err} | {s['exit']} |")
+      f"{f(lat['p99'])} | {f(lat['p99_9'])} | {f(cpu)}% | {f(waited, 1)}% | {f(bcpu)}% | {f(bwait, 1)}% | {f(rss and rss / 1024, 1)} MiB | {fl} | {err} | {s['exit']} |")
 for case in sorted({r["case"] for r in rows if r["case"].startswith("c")}):
     steps = [r for r in rows if r["case"] == case and "step" in r]
     summ = [r for r in rows if r["case"] == case and r.get("summary")]
