@@ -654,11 +654,11 @@ impl Row {
     }
 
     const HEADER: &'static str =
-        "step  members  offered/s  publishes/s  deliveries/s    p50 us    p99 us  errors  server cpu  server rss";
+        "step  members  offered/s  publishes/s  deliveries/s    p50 us    p99 us  errors  server cpu  server rss  waited (server, bench)";
 
     fn line(&self) -> String {
         format!(
-            "{:>4} {:>8} {:>10} {:>12} {:>13} {:>9.0} {:>9.0} {:>6.2}% {:>10} {:>11}",
+            "{:>4} {:>8} {:>10} {:>12} {:>13} {:>9.0} {:>9.0} {:>6.2}% {:>10} {:>11}  {}, {}",
             self.step,
             group(self.members as u64),
             group(self.offered.round() as u64),
@@ -671,6 +671,10 @@ impl Row {
                 .map_or("n/a".into(), |p| format!("{p:.0}%")),
             self.server_rss_kib
                 .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
+            self.server_wait_pct
+                .map_or("n/a".into(), |p| format!("{p:.1}%")),
+            self.bench_wait_pct
+                .map_or("n/a".into(), |p| format!("{p:.1}%")),
         )
     }
 
