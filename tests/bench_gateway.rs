@@ -25,8 +25,12 @@ struct Proc {
 
 impl Proc {
     fn spawn(cmd: &str) -> Self {
+        Self::spawn_with(cmd, &[])
+    }
+
+    fn spawn_with(cmd: &str, args: &[&str]) -> Self {
         let mut c = Command::new(env!("CARGO_BIN_EXE_wsreactor"));
-        c.args([cmd, "--addr", "127.0.0.1:0"]);
+        c.args([cmd, "--addr", "127.0.0.1:0"]).args(args);
         let (child, addr) = spawn_listening(c, "ws");
         Self { child, addr }
     }
@@ -395,4 +399,61 @@ fn every_delivery_fault_fails_the_run() {
         );
         assert!(stderr(&out).contains("delivery faults"), "{}", stderr(&out));
     }
+}
+
+/// With a JWT key: a token from a file (or the option) that grants the
+/// bench's rooms passes; one for other rooms fails on the join, none at the
+/// handshake.
+#[test]
+fn tokens_reach_the_gateway() {
+    use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+    let secret = b"0123456789abcdef0123456789abcdef-bench-secret";
+    let dir = std::env::temp_dir().join(format!("wsreactor-bench-gw-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret_file = dir.join("secret");
+    std::fs::write(&secret_file, secret).unwrap();
+    let token = |rooms: &str| {
+        let exp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3600;
+        let claims = serde_json::json!({"sub": "bench", "exp": exp, "rooms": [rooms]});
+        encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(secret).unwrap(),
+        )
+        .unwrap()
+    };
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{}\n", token("bench:*"))).unwrap();
+    let gw = Proc::spawn_with(
+        "serve",
+        &["--jwt-secret-file", secret_file.to_str().unwrap()],
+    );
+    let url = gw.url();
+    let base = [
+        "--url",
+        &url,
+        "--conns",
+        "6",
+        "--rooms",
+        "2",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+    ];
+    let out = bench(&[&base[..], &["--token-file", token_file.to_str().unwrap()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_clean(&lines(&out).1);
+    let other = token("other:*");
+    let out = bench(&[&base[..], &["--token", &other]].concat());
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("forbidden"), "{}", stderr(&out));
+    let out = bench(&base);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
+    let _ = std::fs::remove_dir_all(&dir);
 }
