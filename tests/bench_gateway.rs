@@ -226,6 +226,25 @@ fn a_server_that_is_not_a_gateway_fails_clearly() {
         "{}",
         stderr(&out)
     );
+    // In Protobuf an echoed join reads as a `joined`: the publishes show it.
+    let out = bench(&[
+        "--url",
+        &echo.url(),
+        "--conns",
+        "3",
+        "--rate",
+        "10",
+        "--duration",
+        "1",
+        "--encoding",
+        "proto",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("no message was delivered at all: is"),
+        "{}",
+        stderr(&out)
+    );
     let gw = Proc::spawn("serve");
     let wrong = format!("ws://{}/elsewhere", gw.addr);
     let out = bench(&[

@@ -356,8 +356,19 @@ pub fn run(args: Vec<OsString>) -> Result<(), String> {
         print!("{}", report.summary(&o, &plan));
     }
     if f.total() > 0 {
+        // A Protobuf join's answer is byte for byte what an echo server
+        // sends back, so only the first publish shows a server that is no
+        // gateway.
+        let hint = if report.totals().1 == 0 {
+            format!(
+                " (no message was delivered at all: is {} a wsreactor gateway?)",
+                o.urls.join(", ")
+            )
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "delivery faults: {f}; first: {}",
+            "delivery faults: {f}; first: {}{hint}",
             report.first_fault.as_deref().unwrap_or("-")
         ));
     }
