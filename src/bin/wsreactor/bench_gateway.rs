@@ -16,7 +16,6 @@
 //! publishes/s, deliveries/s, latency p50/p99, the error rate and the
 //! server's CPU and RSS.
 
-use std::borrow::Cow;
 use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::io;
@@ -24,20 +23,23 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use prost::Message as _;
 use wsreactor::client::ConnectOptions;
-use wsreactor::gateway::protocol::{pb, SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
+use wsreactor::gateway::protocol::{SUBPROTOCOL_JSON, SUBPROTOCOL_PROTO};
 use wsreactor::net::WsUrl;
 use wsreactor::{ConnId, Control, Ctx, Handler, Message, Reactor, Remote, ServerConfig};
 
-use super::{
-    cpu_ticks, group, number, runqueue_wait_ns, secs, string, Pacer, CLOSE_GRACE, CONNECT_BATCH,
-};
+use super::{group, number, secs, string, Pacer, CLOSE_GRACE, CONNECT_BATCH};
 
+#[path = "bench_gateway_rows.rs"]
+mod rows;
 #[path = "bench_gateway_track.rs"]
 mod track;
+#[path = "bench_gateway_wire.rs"]
+mod wire;
 
-use track::{Delivered, Stamp, Tracker};
+use rows::{histogram, Errors, Row, StepMeter};
+use track::{Delivered, Tracker};
+use wire::{decode, frame, join_request, publish_request, Encoding, Event};
 
 const USAGE: &str = "\
 wsreactor bench --gateway: load on the rooms gateway (wsreactor serve)
@@ -106,12 +108,6 @@ const CONNECT_EVERY: Duration = Duration::from_millis(10);
 /// Bounds on the run's size.
 const MAX_CLIENTS: usize = 1_000_000;
 const MAX_PAIRS: usize = 1 << 22;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Encoding {
-    Json,
-    Proto,
-}
 
 #[derive(Debug, Clone)]
 struct GwOptions {
@@ -480,336 +476,6 @@ impl Target {
                 let sep = if self.path.contains('?') { '&' } else { '?' };
                 format!("{}{sep}name={n}{i}", self.path)
             }
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// The wire: requests out, events in.
-
-/// A JSON event, as far as the bench reads it.
-#[derive(serde::Deserialize)]
-struct JsonEvent<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    room: Option<Cow<'a, str>>,
-    #[serde(default)]
-    seq: Option<u64>,
-    #[serde(default)]
-    data: Option<Stamp>,
-    #[serde(borrow, default)]
-    code: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    message: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, PartialEq)]
-enum Event {
-    Joined {
-        seq: u64,
-    },
-    Message {
-        room: String,
-        seq: u64,
-        stamp: Stamp,
-    },
-    Error {
-        code: String,
-        message: String,
-    },
-    /// Anything else: what it was.
-    Other(String),
-}
-
-fn decode(encoding: Encoding, msg: &Message<'_>) -> Result<Event, String> {
-    match (encoding, msg) {
-        (Encoding::Json, Message::Text(t)) => {
-            let e: JsonEvent<'_> =
-                serde_json::from_str(t).map_err(|e| format!("not a gateway event ({e})"))?;
-            Ok(match e.kind.as_ref() {
-                "joined" => Event::Joined {
-                    seq: e.seq.ok_or("a joined event without seq")?,
-                },
-                "message" => Event::Message {
-                    room: e.room.ok_or("a message without room")?.into_owned(),
-                    seq: e.seq.ok_or("a message without seq")?,
-                    stamp: e.data.ok_or("a message without data")?,
-                },
-                "error" => Event::Error {
-                    code: e.code.unwrap_or_default().into_owned(),
-                    message: e.message.unwrap_or_default().into_owned(),
-                },
-                other => Event::Other(format!("a {other:?} event")),
-            })
-        }
-        (Encoding::Proto, Message::Binary(b)) => {
-            let e = pb::Event::decode(*b).map_err(|e| format!("not a gateway event ({e})"))?;
-            use pb::event::Kind;
-            Ok(match e.kind {
-                Some(Kind::Joined(j)) => Event::Joined { seq: j.seq },
-                Some(Kind::Message(m)) => Event::Message {
-                    room: m.room,
-                    seq: m.seq,
-                    stamp: serde_json::from_slice(&m.data)
-                        .map_err(|e| format!("a message whose data is not a stamp ({e})"))?,
-                },
-                Some(Kind::Error(e)) => Event::Error {
-                    code: e.code,
-                    message: e.message,
-                },
-                Some(other) => Event::Other(format!("{other:?}")),
-                None => Event::Other("an event without a kind".into()),
-            })
-        }
-        (Encoding::Json, Message::Binary(_)) => Err("a binary frame on a JSON connection".into()),
-        (Encoding::Proto, Message::Text(_)) => Err("a text frame on a Protobuf connection".into()),
-    }
-}
-
-fn join_request(encoding: Encoding, room: &str) -> Vec<u8> {
-    match encoding {
-        Encoding::Json => format!("{{\"op\":\"join\",\"room\":\"{room}\"}}").into_bytes(),
-        Encoding::Proto => pb::Request {
-            id: None,
-            op: Some(pb::request::Op::Join(pb::Join {
-                room: room.to_string(),
-                since: None,
-            })),
-        }
-        .encode_to_vec(),
-    }
-}
-
-fn publish_request(encoding: Encoding, room: &str, stamp: &Stamp, buf: &mut String) -> Vec<u8> {
-    buf.clear();
-    stamp.write(buf);
-    match encoding {
-        Encoding::Json => {
-            format!("{{\"op\":\"publish\",\"room\":\"{room}\",\"data\":{buf}}}").into_bytes()
-        }
-        Encoding::Proto => pb::Request {
-            id: None,
-            op: Some(pb::request::Op::Publish(pb::Publish {
-                room: room.to_string(),
-                data: buf.as_bytes().to_vec(),
-            })),
-        }
-        .encode_to_vec(),
-    }
-}
-
-fn frame(encoding: Encoding, bytes: &[u8]) -> Message<'_> {
-    match encoding {
-        // Our own ASCII JSON.
-        Encoding::Json => Message::Text(std::str::from_utf8(bytes).unwrap_or("")),
-        Encoding::Proto => Message::Binary(bytes),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Counters and rows.
-
-#[derive(Debug, Default, Clone, Copy)]
-struct Errors {
-    /// Error events from the gateway.
-    events: u64,
-    /// Connects or handshakes that failed.
-    connects: u64,
-    /// Connections the server closed.
-    closes: u64,
-}
-
-impl Errors {
-    fn total(&self) -> u64 {
-        self.events + self.connects + self.closes
-    }
-}
-
-impl std::fmt::Display for Errors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} error events, {} failed connects, {} closed by the server",
-            self.events, self.connects, self.closes
-        )
-    }
-}
-
-/// What one step measured.
-#[derive(Debug, Clone)]
-struct Row {
-    step: usize,
-    secs: f64,
-    members: usize,
-    offered: f64,
-    publishes: u64,
-    deliveries: u64,
-    p50_us: f64,
-    p99_us: f64,
-    max_us: f64,
-    errors: Errors,
-    attempts: u64,
-    server_cpu_pct: Option<f64>,
-    server_rss_kib: Option<u64>,
-    bench_cpu_pct: Option<f64>,
-    /// Time the server's and the bench's loop threads waited for a CPU
-    /// (other processes had it), % of the step.
-    server_wait_pct: Option<f64>,
-    bench_wait_pct: Option<f64>,
-}
-
-impl Row {
-    fn error_rate(&self) -> f64 {
-        self.errors.total() as f64 / self.attempts.max(1) as f64
-    }
-
-    const HEADER: &'static str =
-        "step  members  offered/s  publishes/s  deliveries/s    p50 us    p99 us  errors  server cpu  server rss  waited (server, bench)";
-
-    fn line(&self) -> String {
-        format!(
-            "{:>4} {:>8} {:>10} {:>12} {:>13} {:>9.0} {:>9.0} {:>6.2}% {:>10} {:>11}  {}, {}",
-            self.step,
-            group(self.members as u64),
-            group(self.offered.round() as u64),
-            group((self.publishes as f64 / self.secs).round() as u64),
-            group((self.deliveries as f64 / self.secs).round() as u64),
-            self.p50_us,
-            self.p99_us,
-            self.error_rate() * 100.0,
-            self.server_cpu_pct
-                .map_or("n/a".into(), |p| format!("{p:.0}%")),
-            self.server_rss_kib
-                .map_or("n/a".into(), |k| format!("{:.1} MiB", k as f64 / 1024.0)),
-            self.server_wait_pct
-                .map_or("n/a".into(), |p| format!("{p:.1}%")),
-            self.bench_wait_pct
-                .map_or("n/a".into(), |p| format!("{p:.1}%")),
-        )
-    }
-
-    fn json(&self) -> String {
-        let num = |x: Option<f64>| x.map_or("null".to_string(), |v| format!("{v:.1}"));
-        format!(
-            concat!(
-                "{{\"step\":{},\"secs\":{:.3},\"members\":{},\"offered_per_s\":{:.1},",
-                "\"publishes_per_s\":{:.1},\"deliveries_per_s\":{:.1},\"publishes\":{},",
-                "\"deliveries\":{},\"latency_us\":{{\"p50\":{:.1},\"p99\":{:.1},\"max\":{:.1}}},",
-                "\"error_events\":{},\"failed_connects\":{},\"closes\":{},\"attempts\":{},",
-                "\"error_rate\":{:.6},\"server_cpu_pct\":{},\"server_rss_kib\":{},",
-                "\"bench_cpu_pct\":{},\"server_wait_pct\":{},\"bench_wait_pct\":{}}}"
-            ),
-            self.step,
-            self.secs,
-            self.members,
-            self.offered,
-            self.publishes as f64 / self.secs,
-            self.deliveries as f64 / self.secs,
-            self.publishes,
-            self.deliveries,
-            self.p50_us,
-            self.p99_us,
-            self.max_us,
-            self.errors.events,
-            self.errors.connects,
-            self.errors.closes,
-            self.attempts,
-            self.error_rate(),
-            num(self.server_cpu_pct),
-            self.server_rss_kib
-                .map_or("null".to_string(), |k| k.to_string()),
-            num(self.bench_cpu_pct),
-            num(self.server_wait_pct),
-            num(self.bench_wait_pct),
-        )
-    }
-}
-
-/// VmRSS of a process, KiB.
-fn rss_kib(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Clock ticks per second in /proc/PID/stat (USER_HZ).
-const CLK_TCK: f64 = 100.0;
-
-fn histogram() -> Histogram<u64> {
-    // 1 ns .. 60 s at 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("histogram bounds")
-}
-
-/// One step's counters while it runs.
-struct StepMeter {
-    start: Instant,
-    publishes: u64,
-    deliveries: u64,
-    hist: Histogram<u64>,
-    errors: Errors,
-    attempts: u64,
-    cpu_server: Option<u64>,
-    cpu_self: Option<u64>,
-    wait_server: Option<u64>,
-    wait_self: Option<u64>,
-}
-
-fn server_wait(pid: Option<u32>) -> Option<u64> {
-    pid.and_then(|p| runqueue_wait_ns(&format!("{p}/task/{p}")))
-}
-
-impl StepMeter {
-    fn new(now: Instant, server_pid: Option<u32>) -> Self {
-        Self {
-            start: now,
-            publishes: 0,
-            deliveries: 0,
-            hist: histogram(),
-            errors: Errors::default(),
-            attempts: 0,
-            cpu_server: server_pid.and_then(|p| cpu_ticks(&p.to_string())),
-            cpu_self: cpu_ticks("self"),
-            wait_server: server_wait(server_pid),
-            wait_self: runqueue_wait_ns("thread-self"),
-        }
-    }
-
-    fn row(
-        &self,
-        step: usize,
-        members: usize,
-        offered: f64,
-        now: Instant,
-        pid: Option<u32>,
-    ) -> Row {
-        let secs = now.duration_since(self.start).as_secs_f64().max(1e-9);
-        let pct = |before: Option<u64>, after: Option<u64>| match (before, after) {
-            (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / CLK_TCK / secs * 100.0),
-            _ => None,
-        };
-        let wait = |before: Option<u64>, after: Option<u64>| match (before, after) {
-            (Some(b), Some(a)) => Some(a.saturating_sub(b) as f64 / 1e9 / secs * 100.0),
-            _ => None,
-        };
-        let us = |q: f64| self.hist.value_at_quantile(q) as f64 / 1000.0;
-        Row {
-            step,
-            secs,
-            members,
-            offered,
-            publishes: self.publishes,
-            deliveries: self.deliveries,
-            p50_us: us(0.5),
-            p99_us: us(0.99),
-            max_us: self.hist.max() as f64 / 1000.0,
-            errors: self.errors,
-            attempts: self.attempts,
-            server_cpu_pct: pct(self.cpu_server, pid.and_then(|p| cpu_ticks(&p.to_string()))),
-            server_rss_kib: pid.and_then(rss_kib),
-            bench_cpu_pct: pct(self.cpu_self, cpu_ticks("self")),
-            server_wait_pct: wait(self.wait_server, server_wait(pid)),
-            bench_wait_pct: wait(self.wait_self, runqueue_wait_ns("thread-self")),
         }
     }
 }
@@ -1575,82 +1241,5 @@ mod tests {
         .unwrap()
         .unwrap();
         assert_eq!(o.urls.len(), 3);
-    }
-
-    #[test]
-    fn events_decode_in_both_encodings() {
-        let t = r#"{"type":"message","room":"r1","seq":5,"from":"a","ts":1,"data":{"p":1,"n":2,"t":3}}"#;
-        let want = Event::Message {
-            room: "r1".into(),
-            seq: 5,
-            stamp: Stamp { p: 1, n: 2, t: 3 },
-        };
-        assert_eq!(decode(Encoding::Json, &Message::Text(t)).unwrap(), want);
-        let b = pb::Event {
-            id: None,
-            kind: Some(pb::event::Kind::Message(pb::Message {
-                room: "r1".into(),
-                seq: 5,
-                from: "a".into(),
-                ts: 1,
-                data: br#"{"p":1,"n":2,"t":3}"#.to_vec(),
-            })),
-        }
-        .encode_to_vec();
-        assert_eq!(decode(Encoding::Proto, &Message::Binary(&b)).unwrap(), want);
-        let j = r#"{"type":"joined","room":"r1","seq":9,"recovered":false}"#;
-        assert_eq!(
-            decode(Encoding::Json, &Message::Text(j)).unwrap(),
-            Event::Joined { seq: 9 }
-        );
-        // What an echo server sends back, and other garbage.
-        for bad in [
-            r#"{"op":"join","room":"r1"}"#,
-            "hello",
-            r#"{"type":"message","room":"r1","seq":5,"data":"x"}"#,
-            r#"{"type":"message","room":"r1","data":{"p":1,"n":2,"t":3}}"#,
-        ] {
-            assert!(
-                decode(Encoding::Json, &Message::Text(bad)).is_err(),
-                "{bad}"
-            );
-        }
-        assert!(decode(Encoding::Json, &Message::Binary(b"x")).is_err());
-        assert!(decode(Encoding::Proto, &Message::Text("x")).is_err());
-        assert!(decode(Encoding::Proto, &Message::Binary(&[0xff, 0xff])).is_err());
-    }
-
-    #[test]
-    fn requests_are_what_the_gateway_parses() {
-        use wsreactor::gateway::protocol::{parse as gw_parse, Encoding as GwEnc, Op};
-        use wsreactor::gateway::Limits;
-        let stamp = Stamp { p: 3, n: 4, t: 5 };
-        let mut buf = String::new();
-        for (enc, gw) in [
-            (Encoding::Json, GwEnc::Json),
-            (Encoding::Proto, GwEnc::Protobuf),
-        ] {
-            let j = join_request(enc, "bench:1-0");
-            let r = gw_parse(gw, &j, enc == Encoding::Proto, &Limits::default()).unwrap();
-            assert!(matches!(r.op, Op::Join { .. }), "{:?}", r.op);
-            let p = publish_request(enc, "bench:1-0", &stamp, &mut buf);
-            let r = gw_parse(gw, &p, enc == Encoding::Proto, &Limits::default()).unwrap();
-            assert!(matches!(r.op, Op::Publish { .. }), "{:?}", r.op);
-        }
-    }
-
-    proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
-        /// Any frame decodes to an event or an error, never a panic.
-        #[test]
-        fn any_frame_decodes_or_is_refused(
-            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96),
-            text in ".{0,96}",
-        ) {
-            for enc in [Encoding::Json, Encoding::Proto] {
-                let _ = decode(enc, &Message::Binary(&bytes));
-                let _ = decode(enc, &Message::Text(&text));
-            }
-        }
     }
 }
