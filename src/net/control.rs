@@ -166,15 +166,26 @@ impl<'a> Control<'a> {
         host: &str,
         path: &str,
     ) -> io::Result<ConnId> {
+        self.connect_stream_with(stream, host, path, &ConnectOptions::default())
+    }
+
+    /// [`Control::connect_stream`] with subprotocols to offer and extra
+    /// request headers (as [`Control::connect_with`]).
+    ///
+    /// # Errors
+    /// As [`Control::connect_stream`], or an option that would not make a
+    /// valid request.
+    pub fn connect_stream_with(
+        &mut self,
+        stream: std::net::TcpStream,
+        host: &str,
+        path: &str,
+        options: &ConnectOptions,
+    ) -> io::Result<ConnId> {
+        options.check()?;
         self.check_room()?;
         stream.set_nonblocking(true)?;
-        self.adopt(
-            TcpStream::from_std(stream),
-            host,
-            path,
-            &ConnectOptions::default(),
-            None,
-        )
+        self.adopt(TcpStream::from_std(stream), host, path, options, None)
     }
 
     fn check_room(&self) -> io::Result<()> {

@@ -39,6 +39,10 @@ use wsreactor::{ConnId, Control, Ctx, Handler, Message, Reactor, Remote, ServerC
 /// `--fanout`: the broadcast load (it shares this module's meter).
 #[path = "bench_fanout.rs"]
 mod fanout;
+/// `--gateway`: rooms load on `wsreactor serve` (it shares the pacer).
+#[cfg(feature = "gateway")]
+#[path = "bench_gateway.rs"]
+mod gateway;
 
 const USAGE: &str = "\
 wsreactor bench: echo load generator (closed or open loop)
@@ -81,6 +85,8 @@ OPTIONS:
 
     --fanout             Broadcast load instead of echo: publishers, every
                          connection a receiver (see bench --fanout --help)
+    --gateway            Rooms load on wsreactor serve: members, publishers,
+                         stepped load (see bench --gateway --help)
 ";
 
 /// Connects in flight at once while the connections are opened.
@@ -229,6 +235,12 @@ fn parse(args: Vec<OsString>) -> Result<Option<Options>, String> {
 pub fn run(args: Vec<OsString>) -> Result<(), String> {
     if args.iter().any(|a| a == "--fanout") {
         return fanout::run(args);
+    }
+    if args.iter().any(|a| a == "--gateway") {
+        #[cfg(feature = "gateway")]
+        return gateway::run(args);
+        #[cfg(not(feature = "gateway"))]
+        return Err("bench --gateway is built only with the gateway feature: cargo build --release --features loadgen,gateway".into());
     }
     let Some(opts) = parse(args)? else {
         return Ok(());
