@@ -97,6 +97,9 @@ GATEWAY OPTIONS:
                                 [default: anonymous, ?name= or a guest name]
     --history-messages N        Messages kept per room [default: 1000]
     --history-age SECS          Oldest message kept [default: 300]
+    --redis URL                 Share rooms with other instances through the
+                                Redis at redis://HOST:PORT (built with
+                                --features redis; docs/gateway.md, Redis)
 
 The server options of `wsreactor echo --help` apply too (--max-message
 defaults to 1MiB here: requests are small).
@@ -293,7 +296,7 @@ cargo build --release --features gateway (or use echo)"
             "tls-cert" => tls_cert = Some(value()?.into()),
             "tls-key" => tls_key = Some(value()?.into()),
             #[cfg(feature = "gateway")]
-            "jwt-secret-file" | "jwt-public-key" | "history-messages" | "history-age"
+            "jwt-secret-file" | "jwt-public-key" | "history-messages" | "history-age" | "redis"
                 if service == Service::Gateway =>
             {
                 gateway.option(n, value()?)?
@@ -314,9 +317,63 @@ cargo build --release --features gateway (or use echo)"
     };
     #[cfg(feature = "gateway")]
     if service == Service::Gateway {
-        return serve(&addr, cfg, gateway.handler()?, tls);
+        if let Some(url) = gateway.redis.take() {
+            return serve_redis(&addr, cfg, gateway, &url, tls);
+        }
+        return serve(&addr, cfg, gateway.handler()?, tls, None);
     }
-    serve(&addr, cfg, handler, tls)
+    serve(&addr, cfg, handler, tls, None)
+}
+
+/// The gateway sharing rooms through Redis: the bridge threads wake the
+/// reactor through its `Remote`, known once the server is bound.
+#[cfg(feature = "redis")]
+fn serve_redis(
+    addr: &str,
+    cfg: ServerConfig,
+    gateway: Gateway,
+    url: &str,
+    tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+) -> Result<(), String> {
+    use std::sync::{Arc, OnceLock};
+    let slot: Arc<OnceLock<wsreactor::Remote>> = Arc::new(OnceLock::new());
+    let wake = {
+        let slot = slot.clone();
+        Arc::new(move || {
+            if let Some(r) = slot.get() {
+                r.wake();
+            }
+        })
+    };
+    let instance = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let (config, auth) = gateway.parts()?;
+    let broker = wsreactor::gateway::redis::start(url, config.history.clone(), instance, wake)?;
+    let gw = wsreactor::gateway::Gateway::with_broker(config, auth, broker);
+    log::info!("rooms shared through {url}");
+    serve(
+        addr,
+        cfg,
+        wsreactor::gateway::server::GatewayHandler::with_broker(gw),
+        tls,
+        Some(slot),
+    )
+}
+
+#[cfg(all(feature = "gateway", not(feature = "redis")))]
+fn serve_redis(
+    _addr: &str,
+    _cfg: ServerConfig,
+    _gateway: Gateway,
+    _url: &str,
+    _tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+) -> Result<(), String> {
+    Err("--redis needs a build with --features redis".into())
 }
 
 /// Bind, stop gracefully on SIGINT/SIGTERM (and reload the certificate on
@@ -326,6 +383,7 @@ fn serve<H: Handler>(
     cfg: ServerConfig,
     handler: H,
     tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+    remote: Option<std::sync::Arc<std::sync::OnceLock<wsreactor::Remote>>>,
 ) -> Result<(), String> {
     let reload = tls.is_some();
     let handler = Reloading {
@@ -334,6 +392,9 @@ fn serve<H: Handler>(
     };
     let server =
         Server::bind(addr, cfg, handler).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if let Some(slot) = remote {
+        let _ = slot.set(server.stopper());
+    }
     server
         .shutdown_on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -364,6 +425,7 @@ struct Gateway {
     jwt_secret: Option<String>,
     jwt_public_key: Option<String>,
     config: wsreactor::gateway::GatewayConfig,
+    redis: Option<String>,
 }
 
 #[cfg(feature = "gateway")]
@@ -372,6 +434,7 @@ impl Gateway {
         match n {
             "jwt-secret-file" => self.jwt_secret = Some(non_empty(n, value)?),
             "jwt-public-key" => self.jwt_public_key = Some(non_empty(n, value)?),
+            "redis" => self.redis = Some(non_empty(n, value)?),
             "history-messages" => {
                 self.config.history.max_messages = args::count(n, &value, 0..=10_000_000)? as usize
             }
@@ -385,6 +448,15 @@ impl Gateway {
     }
 
     fn handler(self) -> Result<wsreactor::gateway::server::GatewayHandler, String> {
+        let (config, auth) = self.parts()?;
+        Ok(wsreactor::gateway::server::GatewayHandler::new(
+            config, auth,
+        ))
+    }
+
+    fn parts(
+        self,
+    ) -> Result<(wsreactor::gateway::GatewayConfig, wsreactor::gateway::Auth), String> {
         use wsreactor::gateway::{Auth, JwtVerifier};
         let auth = match (self.jwt_secret, self.jwt_public_key) {
             (Some(_), Some(_)) => {
@@ -404,9 +476,7 @@ impl Gateway {
         config.name_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Ok(wsreactor::gateway::server::GatewayHandler::new(
-            config, auth,
-        ))
+        Ok((config, auth))
     }
 }
 
