@@ -517,3 +517,55 @@ fn data_in_redis_that_is_not_ours_is_dropped() {
     assert!(a.metric("wsreactor_gateway_shared_malformed_total") >= 6);
     assert!(a.metric("wsreactor_gateway_shared_gaps_total") >= 1);
 }
+
+fn presence(m: &mut Member, room: &str) -> Vec<String> {
+    m.send(json!({"op": "presence", "room": room}));
+    loop {
+        let v = m.recv();
+        if v["type"] == "presence" {
+            let mut users: Vec<String> = v["users"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|u| u.as_str().unwrap().to_owned())
+                .collect();
+            users.sort();
+            return users;
+        }
+    }
+}
+
+#[test]
+fn presence_spans_instances() {
+    let redis = Redis::start();
+    let a = Instance::start(&redis);
+    let b = Instance::start(&redis);
+    let mut x = Member::connect(a.addr, "xena");
+    let mut x2 = Member::connect(a.addr, "xena");
+    let mut y = Member::connect(b.addr, "yuri");
+    let mut z = Member::connect(b.addr, "zoe");
+    x.join("p", None);
+    x2.join("p", None);
+    y.join("p", None);
+    z.join("other", None);
+    let all = ["xena", "yuri"].map(String::from).to_vec();
+    eventually(|| presence(&mut x, "p") == all);
+    eventually(|| presence(&mut y, "p") == all);
+    // One of xena's two connections leaves: she is still there.
+    drop(x2);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(presence(&mut y, "p"), all);
+    // The last one leaves: gone on the other instance too.
+    x.send(json!({"op": "leave", "room": "p"}));
+    eventually(|| presence(&mut y, "p") == ["yuri".to_string()]);
+    // Garbage in the set is skipped.
+    let mut r = redis.client();
+    let _: i64 = redis::cmd("ZADD")
+        .arg("wsr:{p}:who")
+        .arg(i64::MAX)
+        .arg(&b"\xffno-bar"[..])
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(presence(&mut y, "p"), ["yuri".to_string()]);
+    assert_eq!(presence(&mut z, "other"), ["zoe".to_string()]);
+}

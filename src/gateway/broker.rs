@@ -72,6 +72,14 @@ pub enum Completion {
         /// The recovery.
         recovery: Recovery,
     },
+    /// The answer to a [`Broker::presence_ticketed`] that returned `None`:
+    /// the users (each once, any order).
+    Presence {
+        /// The ticket it was given.
+        ticket: u64,
+        /// The users.
+        users: Vec<String>,
+    },
     /// The answer to a [`Sequencing::Later`] publish: `Err` means it was
     /// refused (not sequenced, delivered to nobody) and says why.
     Published {
@@ -148,6 +156,19 @@ pub trait Broker {
     /// broker publishes presence across instances).
     fn presence_change(&mut self, room: &RoomName, user: &Rc<str>, present: bool) {
         let _ = (room, user, present);
+    }
+
+    /// The users in a room across instances: `None` when the answer comes
+    /// later as a [`Completion::Presence`] with `ticket`. `local` are the
+    /// users in the room on this gateway (the default answer).
+    fn presence_ticketed(
+        &mut self,
+        ticket: u64,
+        room: &RoomName,
+        local: Vec<String>,
+    ) -> Option<Vec<String>> {
+        let _ = (ticket, room);
+        Some(local)
     }
 
     /// Move what the broker has for the gateway into `out`.

@@ -167,6 +167,11 @@ enum Pending<C> {
         conn: C,
         id: Option<RequestId>,
     },
+    Presence {
+        conn: C,
+        room: RoomName,
+        id: Option<RequestId>,
+    },
 }
 
 #[derive(Debug)]
@@ -312,8 +317,10 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
         }
         // Answers still due for it must not reach a later connection
         // with the same id.
-        self.pending
-            .retain(|_, p| !matches!(p, Pending::Publish { conn: c, .. } if *c == conn));
+        self.pending.retain(|_, p| match p {
+            Pending::Publish { conn: c, .. } | Pending::Presence { conn: c, .. } => *c != conn,
+            Pending::Join { .. } => true,
+        });
         self.metrics.connections -= 1;
     }
 
@@ -665,6 +672,17 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
                     recovery,
                 );
             }
+            Completion::Presence { ticket, users } => {
+                let Some(Pending::Presence { conn, room, id }) = self.pending.remove(&ticket)
+                else {
+                    return;
+                };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let encoding = c.encoding;
+                self.presence_answer(conn, encoding, &room, id.as_ref(), &users);
+            }
             Completion::Published { ticket, result } => {
                 let Some(Pending::Publish { conn, id }) = self.pending.remove(&ticket) else {
                     return;
@@ -721,10 +739,36 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
         if !c.rooms.contains(&room) {
             return Err(Self::not_joined(&room));
         }
-        let mut users: Vec<&str> = self
-            .rooms
-            .get(&room)
-            .map_or_else(Vec::new, |r| r.users.keys().map(|u| &**u).collect());
+        let local: Vec<String> = self.rooms.get(&room).map_or_else(Vec::new, |r| {
+            r.users.keys().map(|u| u.to_string()).collect()
+        });
+        self.tickets += 1;
+        let ticket = self.tickets;
+        match self.broker.presence_ticketed(ticket, &room, local) {
+            Some(users) => self.presence_answer(conn, encoding, &room, id, &users),
+            None => {
+                self.pending.insert(
+                    ticket,
+                    Pending::Presence {
+                        conn,
+                        room,
+                        id: id.cloned(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn presence_answer(
+        &mut self,
+        conn: C,
+        encoding: Encoding,
+        room: &RoomName,
+        id: Option<&RequestId>,
+        users: &[String],
+    ) {
+        let mut users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
         let (cap, n) = (self.config.max_presence_users, users.len());
         let total = if n > cap {
             // The first `cap` in order, without sorting them all.
@@ -737,14 +781,9 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             None
         };
         users.sort_unstable();
-        let event = Event::Presence {
-            room: &room,
-            users,
-            total,
-        };
+        let event = Event::Presence { room, users, total };
         let bytes = encode_event(encoding, &event, id);
         self.send(conn, encoding, bytes);
-        Ok(())
     }
 
     fn refresh(

@@ -258,6 +258,11 @@ impl Commands {
                 }
                 false
             }
+            Command::PresenceQuery { ticket, room } => {
+                let result = self.who(&room);
+                let _ = self.reply.send(Reply::Presence { ticket, result });
+                true
+            }
             Command::Publish {
                 ticket,
                 room,
@@ -397,6 +402,12 @@ impl Commands {
             .arg(now_ms() + PRESENCE_TTL_MS)
             .arg(member)
             .ignore()
+            // Entries of instances that stopped refreshing (crashed).
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(key(room, "who"))
+            .arg("-inf")
+            .arg(now_ms())
+            .ignore()
             .cmd("PEXPIRE")
             .arg(key(room, "who"))
             .arg(PRESENCE_TTL_MS)
@@ -421,6 +432,21 @@ impl Commands {
         })
     }
 
+    /// The users of live entries of the room's presence set.
+    fn who(&mut self, room: &str) -> Result<Vec<String>, String> {
+        let conn = self.link.get()?;
+        let r: Result<Vec<Vec<u8>>, _> = redis::cmd("ZRANGEBYSCORE")
+            .arg(key(room, "who"))
+            .arg(now_ms())
+            .arg("+inf")
+            .query(conn);
+        let members = r.map_err(|e| {
+            self.link.failed(&e);
+            format!("redis: {e}")
+        })?;
+        Ok(members.iter().filter_map(|m| presence_user(m)).collect())
+    }
+
     fn refresh_presence(&mut self) {
         self.refreshed = Instant::now();
         let all: Vec<(String, String)> = self.present.keys().cloned().collect();
@@ -431,6 +457,13 @@ impl Commands {
             }
         }
     }
+}
+
+/// The user of a presence entry `INSTANCE|USER` (anything else: `None`).
+fn presence_user(member: &[u8]) -> Option<String> {
+    let s = std::str::from_utf8(member).ok()?;
+    let (_, user) = s.split_once('|')?;
+    (!user.is_empty()).then(|| user.to_owned())
 }
 
 fn bytes(v: &Value) -> Option<&[u8]> {

@@ -156,6 +156,13 @@ pub enum Command {
         /// The room.
         room: String,
     },
+    /// The users in the room on every instance.
+    PresenceQuery {
+        /// The request's ticket.
+        ticket: u64,
+        /// The room.
+        room: String,
+    },
     /// A user is in the room on this instance (`present`), or no longer.
     Presence {
         /// The room.
@@ -222,6 +229,13 @@ pub enum Reply {
     Up,
     /// A message or stream entry that is not ours was dropped.
     Bad,
+    /// The users in a room across instances (each once), or the error.
+    Presence {
+        /// The query's ticket.
+        ticket: u64,
+        /// The users.
+        result: Result<Vec<String>, String>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -274,6 +288,9 @@ pub struct SharedBroker {
     out: Vec<Completion>,
     generations: u64,
     stats: SharedStats,
+    /// Presence queries in flight: the local users, the answer if the
+    /// store cannot give one.
+    presence: HashMap<u64, Vec<String>>,
 }
 
 impl SharedBroker {
@@ -288,6 +305,7 @@ impl SharedBroker {
             out: Vec::new(),
             generations: 0,
             stats: SharedStats::default(),
+            presence: HashMap::new(),
         }
     }
 
@@ -653,6 +671,20 @@ impl SharedBroker {
                 }
             }
             Reply::Up => self.stats.down = false,
+            Reply::Presence { ticket, result } => {
+                let Some(mut users) = self.presence.remove(&ticket) else {
+                    return;
+                };
+                match result {
+                    // This instance's own users count even before the
+                    // store has them.
+                    Ok(remote) => users.extend(remote),
+                    Err(e) => log::debug!("shared broker: presence from local users only: {e}"),
+                }
+                users.sort_unstable();
+                users.dedup();
+                self.out.push(Completion::Presence { ticket, users });
+            }
             Reply::Bad => self.stats.malformed += 1,
         }
     }
@@ -737,6 +769,20 @@ impl Broker for SharedBroker {
                 room: room.to_string(),
             });
         }
+    }
+
+    fn presence_ticketed(
+        &mut self,
+        ticket: u64,
+        room: &RoomName,
+        local: Vec<String>,
+    ) -> Option<Vec<String>> {
+        self.presence.insert(ticket, local);
+        self.send(Command::PresenceQuery {
+            ticket,
+            room: room.to_string(),
+        });
+        None
     }
 
     fn presence_change(&mut self, room: &RoomName, user: &Rc<str>, present: bool) {
