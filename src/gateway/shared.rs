@@ -66,7 +66,12 @@ pub enum DecodeError {
 fn number(b: &[u8]) -> Option<(u64, &[u8])> {
     let end = b.iter().position(|&c| c == b' ')?;
     let digits = &b[..end];
-    if digits.is_empty() || digits.len() > 19 || !digits.iter().all(u8::is_ascii_digit) {
+    // Canonical decimal only (no sign, no leading zero): one encoding per value.
+    if digits.is_empty()
+        || digits.len() > 19
+        || (digits.len() > 1 && digits[0] == b'0')
+        || !digits.iter().all(u8::is_ascii_digit)
+    {
         return None;
     }
     let n = std::str::from_utf8(digits).ok()?.parse().ok()?;
@@ -451,6 +456,11 @@ impl SharedBroker {
         let Some(r) = self.rooms.get_mut(room) else {
             return;
         };
+        if e.seq == 0 {
+            // Seqs start at 1.
+            self.stats.malformed += 1;
+            return;
+        }
         match r.last {
             Some(last) if e.seq <= last => self.stats.duplicates += 1,
             Some(last) if e.seq == last + 1 => {
@@ -598,9 +608,11 @@ impl SharedBroker {
         }
         // The read saw everything up to the store's seq: what is still
         // missing below it (and below what waits in `ahead`) is gone.
-        let upto = res
-            .last_seq
-            .max(r.ahead.first_key_value().map_or(0, |(&s, _)| s - 1));
+        let upto = res.last_seq.max(
+            r.ahead
+                .first_key_value()
+                .map_or(0, |(&s, _)| s.saturating_sub(1)),
+        );
         if upto > last {
             self.stats.gaps += upto - last;
             log::warn!(
@@ -926,6 +938,7 @@ mod tests {
             b"0 2 1 a1",
             b"-1 2 1 a1",
             b"+1 2 1 a1",
+            b"01 2 1 a1",
         ] {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
