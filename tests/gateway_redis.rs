@@ -677,3 +677,29 @@ fn redis_restart_in_the_middle_of_traffic() {
     );
     assert!(refused_but_delivered <= 3, "{refused_but_delivered}");
 }
+
+/// A join of a room new to this instance while Redis is down waits, and
+/// completes once Redis is back (no restart of the gateway).
+#[test]
+fn a_join_while_redis_is_down_completes_when_it_is_back() {
+    let mut redis = Redis::start();
+    let a = Instance::start(&redis);
+    let b = Instance::start(&redis);
+    let mut y = Member::connect(b.addr, "y");
+    y.join("late", None);
+    redis.kill();
+    let mut x = Member::connect(a.addr, "x");
+    x.send(json!({"op": "join", "room": "late", "id": "j"}));
+    std::thread::sleep(Duration::from_millis(300));
+    redis.spawn();
+    let joined = x.recv();
+    assert_eq!(joined["type"], "joined", "{joined}");
+    assert_eq!(joined["id"], "j");
+    // And the room works across instances again.
+    let mut id = 0;
+    publish_until_acked(&mut y, "late", &mut id);
+    let got = until_data(&mut x, id);
+    assert_eq!(got.len(), 1, "{got:?}");
+    eventually(|| a.metric("wsreactor_gateway_shared_down") == 0);
+    assert!(a.metric("wsreactor_gateway_shared_outages_total") >= 1);
+}

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use redis::{Client, Connection, ErrorKind, Value};
 
 use super::broker::HistoryConfig;
-use super::shared::{decode, Command, Entry, ReadResult, Reply, SharedBroker};
+use super::shared::{decode, Command, Entry, ReadFor, ReadResult, Reply, SharedBroker};
 
 /// Sequence, append, publish: KEYS seq, log; ARGV maxlen, ts, from, data,
 /// channel, ttl ms, floor. Returns the seq.
@@ -181,6 +181,9 @@ struct Commands {
     /// Users present here per room, with how many rooms... per (room, user).
     present: HashMap<(String, String), ()>,
     refreshed: Instant,
+    /// Sync reads that failed: retried until they succeed (the loop waits
+    /// for them and asks for no other).
+    retry: Vec<Command>,
 }
 
 impl Commands {
@@ -206,12 +209,18 @@ impl Commands {
             read_sha: None,
             present: HashMap::new(),
             refreshed: Instant::now(),
+            retry: Vec::new(),
         }
     }
 
     fn run(mut self, rx: Receiver<Command>) {
         loop {
-            let cmd = match rx.recv_timeout(PRESENCE_REFRESH) {
+            let wait = if self.retry.is_empty() {
+                PRESENCE_REFRESH
+            } else {
+                self.link.backoff
+            };
+            let cmd = match rx.recv_timeout(wait) {
                 Ok(c) => Some(c),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -221,6 +230,11 @@ impl Commands {
                 replied |= self.one(cmd);
                 // Everything queued meanwhile, then one wake.
                 while let Ok(cmd) = rx.try_recv() {
+                    replied |= self.one(cmd);
+                }
+            }
+            if !self.retry.is_empty() && Instant::now() >= self.link.retry_at {
+                for cmd in std::mem::take(&mut self.retry) {
                     replied |= self.one(cmd);
                 }
             }
@@ -286,6 +300,28 @@ impl Commands {
                 purpose,
             } => {
                 let result = self.read(&room, after, count, floor);
+                if result.is_err() && purpose == ReadFor::Sync {
+                    // One per room (the earliest), so the list stays
+                    // bounded by the rooms.
+                    let mut after = after;
+                    self.retry.retain(|c| match c {
+                        Command::Read {
+                            room: r, after: a, ..
+                        } if *r == room => {
+                            after = after.min(*a);
+                            false
+                        }
+                        _ => true,
+                    });
+                    self.retry.push(Command::Read {
+                        room,
+                        after,
+                        count,
+                        floor,
+                        purpose,
+                    });
+                    return false;
+                }
                 let _ = self.reply.send(Reply::Read {
                     room,
                     purpose,
