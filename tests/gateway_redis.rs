@@ -101,8 +101,16 @@ struct Instance {
 
 impl Instance {
     fn start(redis: &Redis) -> Self {
+        Self::start_sharded(&[redis])
+    }
+
+    /// With `--redis` once per store, in this order.
+    fn start_sharded(stores: &[&Redis]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wsreactor"));
-        cmd.args(["serve", "--addr", "127.0.0.1:0", "--redis", &redis.url()]);
+        cmd.args(["serve", "--addr", "127.0.0.1:0"]);
+        for r in stores {
+            cmd.args(["--redis", &r.url()]);
+        }
         let (child, addr) = spawn_listening(cmd, "ws");
         Instance { child, addr }
     }
@@ -702,4 +710,47 @@ fn a_join_while_redis_is_down_completes_when_it_is_back() {
     assert_eq!(got.len(), 1, "{got:?}");
     eventually(|| a.metric("wsreactor_gateway_shared_down") == 0);
     assert!(a.metric("wsreactor_gateway_shared_outages_total") >= 1);
+}
+
+/// Rooms spread over two Redis servers by hash: every room works across
+/// instances, and its keys are on the store `shard_of` names, only there.
+#[test]
+fn rooms_spread_over_two_redis_servers() {
+    use wsreactor::gateway::shared::shard_of;
+    let r0 = Redis::start();
+    let r1 = Redis::start();
+    let a = Instance::start_sharded(&[&r0, &r1]);
+    let b = Instance::start_sharded(&[&r0, &r1]);
+    let rooms: Vec<String> = (0..8).map(|i| format!("room{i}")).collect();
+    let mut x = Member::connect(a.addr, "x");
+    let mut y = Member::connect(b.addr, "y");
+    for r in &rooms {
+        x.join(r, None);
+        y.join(r, None);
+    }
+    for (i, r) in rooms.iter().enumerate() {
+        y.publish(r, json!(i), None);
+    }
+    // Rooms are independent (and here on two stores): any order across them.
+    let mut got = x.messages(rooms.len());
+    got.sort_by_key(|m| m["room"].as_str().unwrap().to_owned());
+    for (i, m) in got.iter().enumerate() {
+        assert_eq!(m["room"], rooms[i].as_str());
+        assert_eq!(m["seq"], 1);
+        assert_eq!(m["data"], i);
+    }
+    let mut used = [0; 2];
+    for r in &rooms {
+        let k = format!("wsr:{{{r}}}:seq");
+        let on = shard_of(r, 2);
+        used[on] += 1;
+        for (i, store) in [&r0, &r1].iter().enumerate() {
+            let v: Option<u64> = redis::cmd("GET")
+                .arg(&k)
+                .query(&mut store.client())
+                .unwrap();
+            assert_eq!(v, (i == on).then_some(1), "{k} on store {i}");
+        }
+    }
+    assert!(used[0] > 0 && used[1] > 0, "{used:?}");
 }

@@ -83,38 +83,51 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// Start the bridge to the Redis at `url` (`redis://HOST:PORT[/DB]`) and
-/// return the broker for the gateway. `wake` must wake the reactor (it is
-/// called from the bridge threads after replies were queued). `instance`
-/// names this gateway in presence entries. Fails only on a bad URL: an
-/// unreachable Redis is retried in the background.
+/// Start a bridge to each Redis in `urls` (`redis://HOST:PORT[/DB]`;
+/// rooms are spread over them by [`super::shared::shard_of`], so every
+/// instance must list the same URLs in the same order) and return the
+/// broker for the gateway. `wake` must wake the reactor (it is called from
+/// the bridge threads after replies were queued). `instance` names this
+/// gateway in presence entries. Fails only on a bad URL: an unreachable
+/// Redis is retried in the background.
 pub fn start(
-    url: &str,
+    urls: &[String],
     history: HistoryConfig,
     instance: String,
     wake: Arc<dyn Fn() + Send + Sync>,
 ) -> Result<SharedBroker, String> {
-    let client = Client::open(url).map_err(|e| format!("bad Redis URL {url:?}: {e}"))?;
-    let (cmd_tx, cmd_rx) = channel::<Command>();
-    let (reply_tx, reply_rx) = channel::<Reply>();
-    let (sub_tx, sub_rx) = channel::<Command>();
-    let settings = Settings {
-        maxlen: history.max_messages,
-        ttl_ms: history.max_age_ms.max(1000),
-        instance,
-    };
-    {
-        let (client, reply_tx, wake) = (client.clone(), reply_tx.clone(), wake.clone());
-        std::thread::Builder::new()
-            .name("redis-sub".into())
-            .spawn(move || subscriber(client, sub_rx, reply_tx, wake))
-            .map_err(|e| format!("cannot start the Redis subscriber thread: {e}"))?;
+    if urls.is_empty() {
+        return Err("no Redis URL".into());
     }
-    std::thread::Builder::new()
-        .name("redis-cmd".into())
-        .spawn(move || Commands::new(client, settings, reply_tx, sub_tx, wake).run(cmd_rx))
-        .map_err(|e| format!("cannot start the Redis command thread: {e}"))?;
-    Ok(SharedBroker::new(history, cmd_tx, reply_rx))
+    let clients = urls
+        .iter()
+        .map(|url| Client::open(url.as_str()).map_err(|e| format!("bad Redis URL {url:?}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (reply_tx, reply_rx) = channel::<Reply>();
+    let mut txs = Vec::with_capacity(clients.len());
+    for (shard, client) in clients.into_iter().enumerate() {
+        let (cmd_tx, cmd_rx) = channel::<Command>();
+        let (sub_tx, sub_rx) = channel::<Command>();
+        let settings = Settings {
+            maxlen: history.max_messages,
+            ttl_ms: history.max_age_ms.max(1000),
+            instance: instance.clone(),
+        };
+        {
+            let (client, reply_tx, wake) = (client.clone(), reply_tx.clone(), wake.clone());
+            std::thread::Builder::new()
+                .name(format!("redis-sub-{shard}"))
+                .spawn(move || subscriber(shard, client, sub_rx, reply_tx, wake))
+                .map_err(|e| format!("cannot start a Redis subscriber thread: {e}"))?;
+        }
+        let (reply_tx, wake) = (reply_tx.clone(), wake.clone());
+        std::thread::Builder::new()
+            .name(format!("redis-cmd-{shard}"))
+            .spawn(move || Commands::new(client, settings, reply_tx, sub_tx, wake).run(cmd_rx))
+            .map_err(|e| format!("cannot start a Redis command thread: {e}"))?;
+        txs.push(cmd_tx);
+    }
+    Ok(SharedBroker::sharded(history, txs, reply_rx))
 }
 
 struct Settings {
@@ -573,6 +586,7 @@ fn parse_read(v: &Value) -> Option<(u64, Vec<Entry>, usize)> {
 
 /// The subscriber thread: one connection in subscribe mode.
 fn subscriber(
+    shard: usize,
     client: Client,
     rx: Receiver<Command>,
     reply: Sender<Reply>,
@@ -598,7 +612,7 @@ fn subscriber(
                 if !down {
                     log::warn!("redis: cannot connect ({e}); retrying with backoff");
                     down = true;
-                    let _ = reply.send(Reply::Down);
+                    let _ = reply.send(Reply::Down { shard });
                     wake();
                 }
                 let until = Instant::now() + backoff;
@@ -669,7 +683,7 @@ fn subscriber(
                 );
                 down = false;
                 backoff = BACKOFF_MIN;
-                let _ = reply.send(Reply::Up);
+                let _ = reply.send(Reply::Up { shard });
                 woke = true;
             }
             if woke {
@@ -707,7 +721,7 @@ fn subscriber(
         }
         if broken && !down {
             down = true;
-            let _ = reply.send(Reply::Down);
+            let _ = reply.send(Reply::Down { shard });
             wake();
         }
     }

@@ -105,6 +105,21 @@ pub fn decode(b: &[u8]) -> Result<Entry, DecodeError> {
     })
 }
 
+/// The store (of `n`) that holds `room`: FNV-1a (64 bits) of its name,
+/// modulo `n`. Stable across processes and builds, so every instance puts
+/// a room on the same store.
+pub fn shard_of(room: &str, n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in room.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    (h % n as u64) as usize
+}
+
 /// Why a read of a room's stream is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReadFor {
@@ -227,11 +242,18 @@ pub enum Reply {
         /// The generation of the [`Command::Subscribe`].
         generation: u64,
     },
-    /// The subscription connection was lost: the store is unreachable.
-    Down,
-    /// The subscription connection is back (every room is subscribed
-    /// again, each answered by its own `Subscribed`).
-    Up,
+    /// The subscription connection of a shard was lost: it is
+    /// unreachable.
+    Down {
+        /// The shard (index of its store, 0 with one store).
+        shard: usize,
+    },
+    /// The subscription connection of a shard is back (every room is
+    /// subscribed again, each answered by its own `Subscribed`).
+    Up {
+        /// The shard.
+        shard: usize,
+    },
     /// A message or stream entry that is not ours was dropped.
     Bad,
     /// The users in a room across instances (each once), or the error.
@@ -287,7 +309,9 @@ pub struct SharedStats {
 #[derive(Debug)]
 pub struct SharedBroker {
     history: HistoryConfig,
-    tx: Sender<Command>,
+    /// One per store (shard); a room's commands go to `shard_of(room)`.
+    txs: Vec<Sender<Command>>,
+    down: Vec<bool>,
     rx: Receiver<Reply>,
     rooms: HashMap<RoomName, RoomSync>,
     out: Vec<Completion>,
@@ -302,9 +326,18 @@ impl SharedBroker {
     /// A broker sending commands on `tx` and taking replies from `rx`;
     /// `history` bounds what is kept here for joins (`max_messages`).
     pub fn new(history: HistoryConfig, tx: Sender<Command>, rx: Receiver<Reply>) -> Self {
+        Self::sharded(history, vec![tx], rx)
+    }
+
+    /// A broker over several stores: each room lives on the store
+    /// [`shard_of`] names (every instance must list the stores in the same
+    /// order); replies of all of them come on `rx`.
+    pub fn sharded(history: HistoryConfig, txs: Vec<Sender<Command>>, rx: Receiver<Reply>) -> Self {
+        assert!(!txs.is_empty(), "at least one store");
         SharedBroker {
             history,
-            tx,
+            down: vec![false; txs.len()],
+            txs,
             rx,
             rooms: HashMap::new(),
             out: Vec::new(),
@@ -320,8 +353,17 @@ impl SharedBroker {
     }
 
     fn send(&self, c: Command) {
+        let room = match &c {
+            Command::Publish { room, .. }
+            | Command::Read { room, .. }
+            | Command::Subscribe { room, .. }
+            | Command::Unsubscribe { room }
+            | Command::PresenceQuery { room, .. }
+            | Command::Presence { room, .. } => room,
+        };
+        let shard = shard_of(room, self.txs.len());
         // The bridge ends only with the process.
-        let _ = self.tx.send(c);
+        let _ = self.txs[shard].send(c);
     }
 
     fn read(&mut self, room: &RoomName, after: u64, purpose: ReadFor) {
@@ -673,16 +715,28 @@ impl SharedBroker {
                 let after = r.last.unwrap_or(0);
                 self.read(&room, after, ReadFor::Sync);
             }
-            Reply::Down => {
-                if !self.stats.down {
-                    self.stats.outages += 1;
-                    self.stats.down = true;
+            Reply::Down { shard } => {
+                let n = self.txs.len();
+                if shard >= n {
+                    return;
                 }
-                for r in self.rooms.values_mut() {
-                    r.subscribed = false;
+                if !self.down[shard] {
+                    self.stats.outages += 1;
+                    self.down[shard] = true;
+                }
+                self.stats.down = true;
+                for (room, r) in self.rooms.iter_mut() {
+                    if shard_of(room, n) == shard {
+                        r.subscribed = false;
+                    }
                 }
             }
-            Reply::Up => self.stats.down = false,
+            Reply::Up { shard } => {
+                if let Some(d) = self.down.get_mut(shard) {
+                    *d = false;
+                }
+                self.stats.down = self.down.iter().any(|d| *d);
+            }
             Reply::Presence { ticket, result } => {
                 let Some(mut users) = self.presence.remove(&ticket) else {
                     return;

@@ -99,7 +99,9 @@ GATEWAY OPTIONS:
     --history-age SECS          Oldest message kept [default: 300]
     --redis URL                 Share rooms with other instances through the
                                 Redis at redis://HOST:PORT (built with
-                                --features redis; docs/gateway.md, Redis)
+                                --features redis; docs/gateway.md, Redis);
+                                given several times, rooms are spread over
+                                them by hash (same list on every instance)
 
 The server options of `wsreactor echo --help` apply too (--max-message
 defaults to 1MiB here: requests are small).
@@ -317,8 +319,9 @@ cargo build --release --features gateway (or use echo)"
     };
     #[cfg(feature = "gateway")]
     if service == Service::Gateway {
-        if let Some(url) = gateway.redis.take() {
-            return serve_redis(&addr, cfg, gateway, &url, tls);
+        if !gateway.redis.is_empty() {
+            let urls = std::mem::take(&mut gateway.redis);
+            return serve_redis(&addr, cfg, gateway, &urls, tls);
         }
         return serve(&addr, cfg, gateway.handler()?, tls, None);
     }
@@ -332,7 +335,7 @@ fn serve_redis(
     addr: &str,
     cfg: ServerConfig,
     gateway: Gateway,
-    url: &str,
+    urls: &[String],
     tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
 ) -> Result<(), String> {
     use std::sync::{Arc, OnceLock};
@@ -353,9 +356,9 @@ fn serve_redis(
             .map_or(0, |d| d.as_millis())
     );
     let (config, auth) = gateway.parts()?;
-    let broker = wsreactor::gateway::redis::start(url, config.history.clone(), instance, wake)?;
+    let broker = wsreactor::gateway::redis::start(urls, config.history.clone(), instance, wake)?;
     let gw = wsreactor::gateway::Gateway::with_broker(config, auth, broker);
-    log::info!("rooms shared through {url}");
+    log::info!("rooms shared through {}", urls.join(", "));
     serve(
         addr,
         cfg,
@@ -370,7 +373,7 @@ fn serve_redis(
     _addr: &str,
     _cfg: ServerConfig,
     _gateway: Gateway,
-    _url: &str,
+    _urls: &[String],
     _tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
 ) -> Result<(), String> {
     Err("--redis needs a build with --features redis".into())
@@ -425,7 +428,7 @@ struct Gateway {
     jwt_secret: Option<String>,
     jwt_public_key: Option<String>,
     config: wsreactor::gateway::GatewayConfig,
-    redis: Option<String>,
+    redis: Vec<String>,
 }
 
 #[cfg(feature = "gateway")]
@@ -434,7 +437,7 @@ impl Gateway {
         match n {
             "jwt-secret-file" => self.jwt_secret = Some(non_empty(n, value)?),
             "jwt-public-key" => self.jwt_public_key = Some(non_empty(n, value)?),
-            "redis" => self.redis = Some(non_empty(n, value)?),
+            "redis" => self.redis.push(non_empty(n, value)?),
             "history-messages" => {
                 self.config.history.max_messages = args::count(n, &value, 0..=10_000_000)? as usize
             }
