@@ -107,8 +107,16 @@ fuzz_target!(|data: &[u8]| {
                 })
                 .unwrap()
             }
-            9 => rtx.send(Reply::Down { shard: usize::from(y % 3) }).unwrap(),
-            10 => rtx.send(Reply::Up { shard: usize::from(y % 3) }).unwrap(),
+            9 => rtx
+                .send(Reply::Down {
+                    shard: usize::from(y % 3),
+                })
+                .unwrap(),
+            10 => rtx
+                .send(Reply::Up {
+                    shard: usize::from(y % 3),
+                })
+                .unwrap(),
             11 => {
                 ticket += 1;
                 let _ = b.recover_ticketed(ticket, &rooms[ri], Some(seq), 0);
