@@ -56,6 +56,8 @@ pub enum Sequencing {
     /// Answered later by a [`Completion::Published`] with the same ticket
     /// (the acknowledgement or the error waits for it).
     Later,
+    /// Refused now (`unavailable`): not sequenced, delivered to nobody.
+    Refused(String),
 }
 
 /// An answer of a broker that works asynchronously, taken by

@@ -628,6 +628,9 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
                     },
                 );
             }
+            Sequencing::Refused(why) => {
+                return Err(RequestError::new(ErrorCode::Unavailable, why));
+            }
         }
         Ok(())
     }

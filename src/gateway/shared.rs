@@ -21,6 +21,10 @@ use super::room::RoomName;
 /// Most messages held per room while waiting for an earlier seq.
 const MAX_AHEAD: usize = 10_000;
 
+/// Most publishes sent to the store and not yet answered; more are refused
+/// at once (a slow store must not queue memory without bound).
+pub const MAX_IN_FLIGHT: usize = 10_000;
+
 /// One message as stored and published: `<seq> <ts> <from length> <from><data>`
 /// (decimal numbers, one space each; `data` is a JSON value's text).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +324,8 @@ pub struct SharedBroker {
     /// Presence queries in flight: the local users, the answer if the
     /// store cannot give one.
     presence: HashMap<u64, Vec<String>>,
+    /// Publishes sent and not answered.
+    in_flight: usize,
 }
 
 impl SharedBroker {
@@ -344,6 +350,7 @@ impl SharedBroker {
             generations: 0,
             stats: SharedStats::default(),
             presence: HashMap::new(),
+            in_flight: 0,
         }
     }
 
@@ -675,6 +682,7 @@ impl SharedBroker {
                 mut entry,
                 result,
             } => {
+                self.in_flight = self.in_flight.saturating_sub(1);
                 match &result {
                     Ok(seq) => {
                         self.stats.sequenced += 1;
@@ -776,6 +784,13 @@ impl Broker for SharedBroker {
         data: Box<str>,
         now_ms: u64,
     ) -> Sequencing {
+        if self.in_flight >= MAX_IN_FLIGHT {
+            self.stats.refused += 1;
+            return Sequencing::Refused(format!(
+                "the shared store is behind ({MAX_IN_FLIGHT} publishes waiting)"
+            ));
+        }
+        self.in_flight += 1;
         let floor = self.rooms.get(room).and_then(|r| r.last).unwrap_or(0);
         self.send(Command::Publish {
             ticket,
@@ -1177,5 +1192,41 @@ mod tests {
         let r = b.recover_ticketed(2, &room, Some(4), 0).unwrap();
         assert_eq!(r.messages.len(), 1);
         assert!(r.recovered);
+    }
+
+    #[test]
+    fn publishes_in_flight_are_bounded() {
+        let (mut b, cmds, replies) = broker();
+        let room = RoomName::new("r").unwrap();
+        let from: Rc<str> = Rc::from("u");
+        for t in 0..MAX_IN_FLIGHT as u64 {
+            assert!(matches!(
+                b.publish_ticketed(t, &room, &from, "1".into(), 0),
+                Sequencing::Later
+            ));
+        }
+        assert!(matches!(
+            b.publish_ticketed(0, &room, &from, "1".into(), 0),
+            Sequencing::Refused(_)
+        ));
+        assert_eq!(b.stats().refused, 1);
+        // One answer frees one place.
+        let Ok(Command::Publish { ticket, entry, .. }) = cmds.try_recv() else {
+            panic!("no publish")
+        };
+        replies
+            .send(Reply::Published {
+                ticket,
+                room: "r".into(),
+                entry,
+                result: Err("down".into()),
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        b.poll(&mut out);
+        assert!(matches!(
+            b.publish_ticketed(1, &room, &from, "1".into(), 0),
+            Sequencing::Later
+        ));
     }
 }
