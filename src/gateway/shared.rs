@@ -326,6 +326,8 @@ pub struct SharedBroker {
     presence: HashMap<u64, Vec<String>>,
     /// Publishes sent and not answered.
     in_flight: usize,
+    /// Bytes the rings hold (`Outgoing::size`).
+    ring_bytes: usize,
 }
 
 impl SharedBroker {
@@ -351,6 +353,7 @@ impl SharedBroker {
             stats: SharedStats::default(),
             presence: HashMap::new(),
             in_flight: 0,
+            ring_bytes: 0,
         }
     }
 
@@ -450,9 +453,12 @@ impl SharedBroker {
         ));
         r.last = Some(e.seq);
         if max > 0 {
+            self.ring_bytes += m.size();
             r.ring.push_back(m.clone());
             while r.ring.len() > max {
-                r.ring.pop_front();
+                if let Some(old) = r.ring.pop_front() {
+                    self.ring_bytes -= old.size();
+                }
             }
         }
         self.out.push(Completion::Deliver(m));
@@ -845,7 +851,8 @@ impl Broker for SharedBroker {
                 room: room.to_string(),
                 generation,
             });
-        } else if self.rooms.remove(room).is_some() {
+        } else if let Some(r) = self.rooms.remove(room) {
+            self.ring_bytes -= r.ring.iter().map(|m| m.size()).sum::<usize>();
             self.send(Command::Unsubscribe {
                 room: room.to_string(),
             });
@@ -885,11 +892,7 @@ impl Broker for SharedBroker {
     }
 
     fn history_bytes(&self) -> usize {
-        self.rooms
-            .values()
-            .flat_map(|r| r.ring.iter())
-            .map(|m| m.size())
-            .sum()
+        self.ring_bytes
     }
 
     fn poll(&mut self, out: &mut Vec<Completion>) {
@@ -1111,6 +1114,11 @@ mod tests {
         replies.send(ok(12, vec![entry(12)])).unwrap();
         assert_eq!(delivered(&mut b), [12]);
         assert_eq!(b.stats().gaps, 2);
+        // The ring's bytes are accounted, and released with the room.
+        let held = b.history_bytes();
+        assert!(held > 0);
+        b.set_active(&room, false);
+        assert_eq!(b.history_bytes(), 0);
     }
 
     #[test]
