@@ -662,12 +662,10 @@ impl SharedBroker {
             return;
         }
         // The read saw everything up to the store's seq: what is still
-        // missing below it (and below what waits in `ahead`) is gone.
-        let upto = res.last_seq.max(
-            r.ahead
-                .first_key_value()
-                .map_or(0, |(&s, _)| s.saturating_sub(1)),
-        );
+        // missing below it is gone. (Not below what waits in `ahead`: an
+        // own publish's earlier seqs may still be on the channel; a gap
+        // before a channel message gets its own read, which sees it.)
+        let upto = res.last_seq;
         if upto > last {
             self.stats.gaps += upto - last;
             log::warn!(
@@ -1236,5 +1234,55 @@ mod tests {
             b.publish_ticketed(1, &room, &from, "1".into(), 0),
             Sequencing::Later
         ));
+    }
+
+    #[test]
+    fn an_own_publish_answered_before_the_first_read_loses_nothing() {
+        let (mut b, _cmds, replies) = broker();
+        let room = RoomName::new("r").unwrap();
+        b.set_active(&room, true);
+        // Own seq 7 comes back first; the read then says 5; 6 and 7 come
+        // on the channel.
+        replies
+            .send(Reply::Published {
+                ticket: 1,
+                room: "r".into(),
+                entry: entry(0),
+                result: Ok(7),
+            })
+            .unwrap();
+        replies
+            .send(Reply::Subscribed {
+                room: "r".into(),
+                generation: 1,
+            })
+            .unwrap();
+        replies
+            .send(Reply::Read {
+                room: "r".into(),
+                purpose: ReadFor::Sync,
+                result: Ok(ReadResult {
+                    last_seq: 5,
+                    entries: vec![],
+                    truncated: false,
+                }),
+            })
+            .unwrap();
+        assert!(delivered(&mut b).is_empty());
+        replies
+            .send(Reply::Message {
+                room: "r".into(),
+                entry: entry(6),
+            })
+            .unwrap();
+        replies
+            .send(Reply::Message {
+                room: "r".into(),
+                entry: entry(7),
+            })
+            .unwrap();
+        assert_eq!(delivered(&mut b), [6, 7]);
+        assert_eq!(b.stats().gaps, 0);
+        assert_eq!(b.stats().duplicates, 1);
     }
 }
