@@ -754,3 +754,14 @@ fn rooms_spread_over_two_redis_servers() {
     }
     assert!(used[0] > 0 && used[1] > 0, "{used:?}");
 }
+
+#[test]
+fn a_bad_redis_url_is_a_clear_startup_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_wsreactor"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--redis", "http://x:1"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("bad Redis URL"), "{err}");
+}
