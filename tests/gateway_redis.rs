@@ -765,3 +765,38 @@ fn a_bad_redis_url_is_a_clear_startup_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bad Redis URL"), "{err}");
 }
+
+/// An instance subscribes to a room's channel while it has members there,
+/// and only then.
+#[test]
+fn instances_subscribe_only_to_rooms_with_members() {
+    let redis = Redis::start();
+    let a = Instance::start(&redis);
+    let b = Instance::start(&redis);
+    let numsub = |room: &str| -> i64 {
+        let (_, n): (String, i64) = redis::cmd("PUBSUB")
+            .arg("NUMSUB")
+            .arg(format!("wsr:{{{room}}}:ch"))
+            .query(&mut redis.client())
+            .unwrap();
+        n
+    };
+    let mut x = Member::connect(a.addr, "x");
+    let mut x2 = Member::connect(a.addr, "x2");
+    let mut y = Member::connect(b.addr, "y");
+    assert_eq!(numsub("s"), 0);
+    x.join("s", None);
+    x2.join("s", None);
+    // `joined` comes once the subscription is in place.
+    assert_eq!(numsub("s"), 1);
+    y.join("s", None);
+    assert_eq!(numsub("s"), 2);
+    assert_eq!(numsub("elsewhere"), 0);
+    x.send(json!({"op": "leave", "room": "s"}));
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(numsub("s"), 2, "x2 is still in the room on a");
+    drop(x2);
+    eventually(|| numsub("s") == 1);
+    drop(y);
+    eventually(|| numsub("s") == 0);
+}
