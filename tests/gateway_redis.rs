@@ -408,6 +408,11 @@ fn redis_killed_and_restarted_mid_run() {
     for _ in 0..5 {
         assert_eq!(publish_until_acked(&mut ma, "r", &mut id), 0);
     }
+    // Everyone has them before Redis dies (what Redis had not yet sent
+    // when it died without persistence is gone: see docs, "Outages").
+    for m in [&mut ma, &mut mb, &mut mc] {
+        consecutive(1, &until_data(m, id));
+    }
     redis.kill();
     // While Redis is down: refused, nothing delivered, no seq.
     let mut refused = 0;
@@ -431,14 +436,14 @@ fn redis_killed_and_restarted_mid_run() {
         publish_until_acked(&mut mc, "r", &mut id);
     }
     let last = id;
-    // Everyone: the 5 from before, then every acknowledged message after
-    // the restart, once, seqs consecutive (the seq survives Redis losing
+    // Everyone: every acknowledged message after the restart, once, seqs
+    // consecutive after the 5 from before (the seq survives Redis losing
     // its data).
     for m in [&mut ma, &mut mb, &mut mc] {
         let got = until_data(m, last);
-        consecutive(1, &got);
-        assert_eq!(got.len(), 5 + 1 + 20, "{got:?}");
-        assert_eq!(got[5]["data"]["id"], first_after);
+        consecutive(6, &got);
+        assert_eq!(got.len(), 1 + 20, "{got:?}");
+        assert_eq!(got[0]["data"]["id"], first_after);
     }
     let counted = a.metric("wsreactor_gateway_shared_refused_total");
     assert_eq!(counted, refused);
@@ -654,33 +659,44 @@ fn redis_restart_in_the_middle_of_traffic() {
         }
         logs.push(log);
     }
+    // Published in the round before the kill or in it: may have been
+    // sequenced by Redis and not yet sent to other instances when it died
+    // (no persistence); those may be missing there, as a seq gap.
+    let at_kill = 14 * 3 + 1..=16 * 3;
     let mut refused_but_delivered = 0;
+    let mut by_seq: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut lost = 0;
     for log in &logs {
-        consecutive(1, log);
+        let s = seqs(log);
+        assert!(s.windows(2).all(|w| w[0] < w[1]), "seqs go up: {s:?}");
+        for v in log {
+            // One order: a seq means the same message everywhere.
+            let (seq, i) = (
+                v["seq"].as_u64().unwrap(),
+                v["data"]["id"].as_u64().unwrap(),
+            );
+            assert_eq!(*by_seq.entry(seq).or_insert(i), i, "seq {seq}");
+        }
         let ids: Vec<u64> = log
             .iter()
             .map(|v| v["data"]["id"].as_u64().unwrap())
             .collect();
-        assert_eq!(
-            ids,
-            logs[0]
-                .iter()
-                .map(|v| v["data"]["id"].as_u64().unwrap())
-                .collect::<Vec<_>>(),
-            "one order"
-        );
         let set: HashSet<u64> = ids.iter().copied().filter(|&i| i != id).collect();
         assert_eq!(set.len(), ids.len() - 1, "a duplicate");
         for a in &acked {
-            assert!(set.contains(a), "acknowledged {a} missing");
+            if !set.contains(a) {
+                assert!(at_kill.contains(a), "acknowledged {a} missing");
+                lost += 1;
+            }
         }
         refused_but_delivered = set.iter().filter(|i| refused.contains(i)).count();
     }
     eprintln!(
-        "traffic across a Redis restart: {} acknowledged, {} refused ({} of them sequenced before the connection broke), each member got {}",
+        "traffic across a Redis restart: {} acknowledged, {} refused ({} of them sequenced before the connection broke), {} deliveries lost with Redis's data at the kill, each member got {}",
         acked.len(),
         refused.len(),
         refused_but_delivered,
+        lost,
         logs[0].len() - 1
     );
     assert!(refused_but_delivered <= 3, "{refused_but_delivered}");
