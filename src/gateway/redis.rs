@@ -639,11 +639,12 @@ fn subscriber(
         let mut broken = false;
         loop {
             // Bring the subscriptions in line with `want`.
-            while let Ok(cmd) = rx.try_recv() {
-                apply(&mut want, cmd);
-            }
-            if let Err(std::sync::mpsc::TryRecvError::Disconnected) = rx.try_recv() {
-                return;
+            loop {
+                match rx.try_recv() {
+                    Ok(cmd) => apply(&mut want, cmd),
+                    Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                    Err(std::sync::mpsc::TryRecvError::Disconnected) => return,
+                }
             }
             let gone: Vec<String> = subscribed
                 .keys()

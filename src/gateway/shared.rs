@@ -1285,4 +1285,93 @@ mod tests {
         assert_eq!(b.stats().gaps, 0);
         assert_eq!(b.stats().duplicates, 1);
     }
+
+    #[test]
+    fn a_join_ahead_of_this_instance_waits_for_it() {
+        let (mut b, cmds, replies) = broker();
+        let room = RoomName::new("r").unwrap();
+        b.set_active(&room, true);
+        replies
+            .send(Reply::Subscribed {
+                room: "r".into(),
+                generation: 1,
+            })
+            .unwrap();
+        replies
+            .send(Reply::Read {
+                room: "r".into(),
+                purpose: ReadFor::Sync,
+                result: Ok(ReadResult {
+                    last_seq: 3,
+                    entries: vec![],
+                    truncated: false,
+                }),
+            })
+            .unwrap();
+        delivered(&mut b);
+        // The client saw seq 5 elsewhere; this instance is at 3, the store at 6.
+        assert!(b.recover_ticketed(7, &room, Some(5), 0).is_none());
+        assert!(cmds
+            .try_iter()
+            .any(|c| matches!(c, Command::Read { after: 5, .. })));
+        replies
+            .send(Reply::Read {
+                room: "r".into(),
+                purpose: ReadFor::Recover {
+                    ticket: 7,
+                    since: 5,
+                },
+                result: Ok(ReadResult {
+                    last_seq: 6,
+                    entries: vec![entry(6)],
+                    truncated: false,
+                }),
+            })
+            .unwrap();
+        let mut out = Vec::new();
+        b.poll(&mut out);
+        assert!(out.is_empty(), "parked until this instance reaches 5");
+        for s in 4..=6 {
+            replies
+                .send(Reply::Message {
+                    room: "r".into(),
+                    entry: entry(s),
+                })
+                .unwrap();
+        }
+        b.poll(&mut out);
+        let rec = out.iter().find_map(|c| match c {
+            Completion::Recovered {
+                ticket: 7,
+                recovery,
+            } => Some(recovery),
+            _ => None,
+        });
+        let rec = rec.expect("answered");
+        assert!(rec.recovered);
+        assert_eq!(rec.last_seq, 5);
+        assert!(rec.messages.is_empty());
+        // A since ahead of the store itself: recovered false at once.
+        assert!(b.recover_ticketed(8, &room, Some(99), 0).is_none());
+        replies
+            .send(Reply::Read {
+                room: "r".into(),
+                purpose: ReadFor::Recover {
+                    ticket: 8,
+                    since: 99,
+                },
+                result: Ok(ReadResult {
+                    last_seq: 6,
+                    entries: vec![],
+                    truncated: false,
+                }),
+            })
+            .unwrap();
+        out.clear();
+        b.poll(&mut out);
+        assert!(matches!(
+            out.as_slice(),
+            [Completion::Recovered { ticket: 8, recovery }] if !recovery.recovered
+        ));
+    }
 }
