@@ -55,6 +55,7 @@ all_targets=(
     topics_fanout
     request_fields
     gateway
+    shared_broker
 )
 if [ $# -gt 0 ]; then
     targets=("$@")
@@ -76,6 +77,7 @@ max_len_of() {
         topics_fanout) echo 3072 ;;
         request_fields) echo 512 ;;
         gateway) echo 4096 ;;
+        shared_broker) echo 1024 ;;
         *)
             echo "unknown target $1" >&2
             exit 2

@@ -698,8 +698,14 @@ fn families(text: &str) -> std::collections::BTreeSet<String> {
 #[test]
 fn dashboard_and_docs_name_exactly_the_rendered_metrics() {
     let root = env!("CARGO_MANIFEST_DIR");
-    let rendered = families(&wsreactor::gateway::GatewayMetrics::default().render());
-    assert!(rendered.len() >= 14, "{rendered:?}");
+    let mut text = wsreactor::gateway::GatewayMetrics::default().render();
+    // And the shared (Redis) broker's, which `--redis` adds.
+    let (tx, _cmds) = std::sync::mpsc::channel();
+    let (_replies, rx) = std::sync::mpsc::channel();
+    let shared = wsreactor::gateway::shared::SharedBroker::new(Default::default(), tx, rx);
+    wsreactor::gateway::Broker::render_metrics(&shared, &mut text);
+    let rendered = families(&text);
+    assert!(rendered.len() >= 22, "{rendered:?}");
     let dash: Value = serde_json::from_str(
         &std::fs::read_to_string(format!("{root}/docs/grafana-gateway.json")).unwrap(),
     )

@@ -46,6 +46,52 @@ pub struct Recovery {
     pub messages: Vec<Rc<Outgoing>>,
 }
 
+/// How a publish is sequenced ([`Broker::publish_ticketed`]).
+#[derive(Debug)]
+pub enum Sequencing {
+    /// Settled now: the message when it has its seq already (`None`: it
+    /// comes later through [`super::Gateway::deliver`]); the publish is
+    /// acknowledged at once.
+    Now(Option<Rc<Outgoing>>),
+    /// Answered later by a [`Completion::Published`] with the same ticket
+    /// (the acknowledgement or the error waits for it).
+    Later,
+    /// Refused now (`unavailable`): not sequenced, delivered to nobody.
+    Refused(String),
+}
+
+/// An answer of a broker that works asynchronously, taken by
+/// [`super::Gateway::poll_broker`].
+#[derive(Debug)]
+pub enum Completion {
+    /// A message with its seq for the room's members here (each seq once,
+    /// in order).
+    Deliver(Rc<Outgoing>),
+    /// The answer to a [`Broker::recover_ticketed`] that returned `None`.
+    Recovered {
+        /// The ticket it was given.
+        ticket: u64,
+        /// The recovery.
+        recovery: Recovery,
+    },
+    /// The answer to a [`Broker::presence_ticketed`] that returned `None`:
+    /// the users (each once, any order).
+    Presence {
+        /// The ticket it was given.
+        ticket: u64,
+        /// The users.
+        users: Vec<String>,
+    },
+    /// The answer to a [`Sequencing::Later`] publish: `Err` means it was
+    /// refused (not sequenced, delivered to nobody) and says why.
+    Published {
+        /// The ticket it was given.
+        ticket: u64,
+        /// Its seq, or why it was refused.
+        result: Result<u64, String>,
+    },
+}
+
 /// Assigns seqs and keeps history.
 pub trait Broker {
     /// Publish `data` from `from` to `room` at `now_ms`: the message with
@@ -78,6 +124,64 @@ pub trait Broker {
 
     /// Bytes of history held.
     fn history_bytes(&self) -> usize;
+
+    /// Publish as [`Broker::publish`], for a broker that may answer later
+    /// (the gateway then holds the publisher's acknowledgement until the
+    /// [`Completion::Published`] with `ticket`).
+    fn publish_ticketed(
+        &mut self,
+        ticket: u64,
+        room: &RoomName,
+        from: &Rc<str>,
+        data: Box<str>,
+        now_ms: u64,
+    ) -> Sequencing {
+        let _ = ticket;
+        Sequencing::Now(self.publish(room, from, data, now_ms))
+    }
+
+    /// Recover as [`Broker::recover`], or `None` when the answer comes
+    /// later as a [`Completion::Recovered`] with `ticket` (the member is
+    /// then subscribed only when it comes, after its replay).
+    fn recover_ticketed(
+        &mut self,
+        ticket: u64,
+        room: &RoomName,
+        since: Option<u64>,
+        now_ms: u64,
+    ) -> Option<Recovery> {
+        let _ = ticket;
+        Some(self.recover(room, since, now_ms))
+    }
+
+    /// A user joined (`present`) or left a room on this gateway (a shared
+    /// broker publishes presence across instances).
+    fn presence_change(&mut self, room: &RoomName, user: &Rc<str>, present: bool) {
+        let _ = (room, user, present);
+    }
+
+    /// The users in a room across instances: `None` when the answer comes
+    /// later as a [`Completion::Presence`] with `ticket`. `local` are the
+    /// users in the room on this gateway (the default answer).
+    fn presence_ticketed(
+        &mut self,
+        ticket: u64,
+        room: &RoomName,
+        local: Vec<String>,
+    ) -> Option<Vec<String>> {
+        let _ = (ticket, room);
+        Some(local)
+    }
+
+    /// Move what the broker has for the gateway into `out`.
+    fn poll(&mut self, out: &mut Vec<Completion>) {
+        let _ = out;
+    }
+
+    /// Append the broker's own metrics (Prometheus text).
+    fn render_metrics(&self, out: &mut String) {
+        let _ = out;
+    }
 }
 
 #[derive(Debug, Default)]

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::rc::Rc;
 
 use super::auth::{credentials, Auth, AuthError, Identity};
-use super::broker::{Broker, HistoryConfig, MemoryBroker};
+use super::broker::{Broker, Completion, HistoryConfig, MemoryBroker, Recovery, Sequencing};
 use super::metrics::GatewayMetrics;
 use super::outgoing::Outgoing;
 use super::protocol::{
@@ -152,6 +152,28 @@ struct Conn {
     closing: bool,
 }
 
+/// A request waiting for the broker's answer.
+#[derive(Debug)]
+enum Pending<C> {
+    Join {
+        conn: C,
+        room: RoomName,
+        since: Option<u64>,
+        id: Option<RequestId>,
+        /// Whether the connection still has to be subscribed to the topic.
+        subscribe: bool,
+    },
+    Publish {
+        conn: C,
+        id: Option<RequestId>,
+    },
+    Presence {
+        conn: C,
+        room: RoomName,
+        id: Option<RequestId>,
+    },
+}
+
 #[derive(Debug)]
 struct Room<C> {
     members: HashSet<C>,
@@ -182,6 +204,10 @@ pub struct Gateway<C, B = MemoryBroker> {
     guests: u64,
     out: Vec<Action<C>>,
     metrics: GatewayMetrics,
+    /// Requests the broker answers later, by ticket.
+    pending: HashMap<u64, Pending<C>>,
+    tickets: u64,
+    completions: Vec<Completion>,
 }
 
 impl<C: Copy + Eq + Hash> Gateway<C, MemoryBroker> {
@@ -213,6 +239,9 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             guests: 0,
             out: Vec::new(),
             metrics: GatewayMetrics::default(),
+            pending: HashMap::new(),
+            tickets: 0,
+            completions: Vec::new(),
         }
     }
 
@@ -286,6 +315,12 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
         for room in &c.rooms {
             self.remove_member(conn, room, &c.identity.user, c.encoding);
         }
+        // Answers still due for it must not reach a later connection
+        // with the same id.
+        self.pending.retain(|_, p| match p {
+            Pending::Publish { conn: c, .. } | Pending::Presence { conn: c, .. } => *c != conn,
+            Pending::Join { .. } => true,
+        });
         self.metrics.connections -= 1;
     }
 
@@ -382,6 +417,7 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
                 format!("the token does not allow room {room}"),
             ));
         }
+        let mut subscribe = false;
         if !c.rooms.contains(&room) {
             if c.rooms.len() >= self.config.max_rooms_per_conn {
                 return Err(RequestError::new(
@@ -402,6 +438,13 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             if !self.rooms.contains_key(&room) {
                 self.broker.set_active(&room, true);
             }
+            let first_of_user = self
+                .rooms
+                .get(&room)
+                .is_none_or(|r| !r.users.contains_key(&user));
+            if first_of_user {
+                self.broker.presence_change(&room, &user, true);
+            }
             let r = self.rooms.entry(room.clone()).or_insert_with(|| Room {
                 members: HashSet::new(),
                 users: HashMap::new(),
@@ -413,13 +456,48 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.rooms.push(room.clone());
             }
+            subscribe = true;
+        }
+        self.tickets += 1;
+        let ticket = self.tickets;
+        match self.broker.recover_ticketed(ticket, &room, since, now_ms) {
+            Some(rec) => self.joined(conn, encoding, &room, since, id, subscribe, rec),
+            None => {
+                self.pending.insert(
+                    ticket,
+                    Pending::Join {
+                        conn,
+                        room,
+                        since,
+                        id: id.cloned(),
+                        subscribe,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Finish a join: subscribe (after the replay is queued, so that live
+    /// messages follow it), answer `joined`, replay.
+    #[allow(clippy::too_many_arguments)]
+    fn joined(
+        &mut self,
+        conn: C,
+        encoding: Encoding,
+        room: &RoomName,
+        since: Option<u64>,
+        id: Option<&RequestId>,
+        subscribe: bool,
+        rec: Recovery,
+    ) {
+        if subscribe {
             self.out.push(Action::Subscribe {
                 conn,
                 room: room.clone(),
                 encoding,
             });
         }
-        let rec = self.broker.recover(&room, since, now_ms);
         if since.is_some() {
             if rec.recovered {
                 self.metrics.history_hits += 1;
@@ -428,7 +506,7 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             }
         }
         let joined = Event::Joined {
-            room: &room,
+            room,
             seq: rec.last_seq,
             recovered: rec.recovered,
         };
@@ -442,10 +520,15 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
                 payload: Payload::Message(m),
             });
         }
-        Ok(())
     }
 
     fn remove_member(&mut self, conn: C, room: &RoomName, user: &Rc<str>, encoding: Encoding) {
+        if !self.pending.is_empty() {
+            // A join still waiting for its recovery is abandoned.
+            self.pending.retain(|_, p| {
+                !matches!(p, Pending::Join { conn: c, room: r, .. } if *c == conn && r == room)
+            });
+        }
         if let Some(r) = self.rooms.get_mut(room) {
             if r.members.remove(&conn) {
                 self.metrics.members -= 1;
@@ -453,6 +536,7 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
                     *n -= 1;
                     if *n == 0 {
                         r.users.remove(user);
+                        self.broker.presence_change(room, user, false);
                     }
                 }
             }
@@ -520,14 +604,114 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             ));
         }
         let (user, encoding) = (c.identity.user.clone(), c.encoding);
-        if let Some(m) = self.broker.publish(&room, &user, data, now_ms) {
-            self.deliver(m);
-        }
-        if id.is_some() {
-            let bytes = encode_event(encoding, &Event::Ack, id);
-            self.send(conn, encoding, bytes);
+        self.tickets += 1;
+        let ticket = self.tickets;
+        match self
+            .broker
+            .publish_ticketed(ticket, &room, &user, data, now_ms)
+        {
+            Sequencing::Now(m) => {
+                if let Some(m) = m {
+                    self.deliver(m);
+                }
+                if id.is_some() {
+                    let bytes = encode_event(encoding, &Event::Ack, id);
+                    self.send(conn, encoding, bytes);
+                }
+            }
+            Sequencing::Later => {
+                self.pending.insert(
+                    ticket,
+                    Pending::Publish {
+                        conn,
+                        id: id.cloned(),
+                    },
+                );
+            }
+            Sequencing::Refused(why) => {
+                return Err(RequestError::new(ErrorCode::Unavailable, why));
+            }
         }
         Ok(())
+    }
+
+    /// Take and apply what the broker answered since the last call
+    /// (messages sequenced elsewhere, recoveries, publish results).
+    pub fn poll_broker(&mut self) {
+        let mut done = std::mem::take(&mut self.completions);
+        self.broker.poll(&mut done);
+        for c in done.drain(..) {
+            self.complete(c);
+        }
+        self.completions = done;
+    }
+
+    /// Apply one answer of the broker.
+    pub fn complete(&mut self, completion: Completion) {
+        match completion {
+            Completion::Deliver(m) => self.deliver(m),
+            Completion::Recovered { ticket, recovery } => {
+                let Some(Pending::Join {
+                    conn,
+                    room,
+                    since,
+                    id,
+                    subscribe,
+                }) = self.pending.remove(&ticket)
+                else {
+                    return;
+                };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let encoding = c.encoding;
+                self.joined(
+                    conn,
+                    encoding,
+                    &room,
+                    since,
+                    id.as_ref(),
+                    subscribe,
+                    recovery,
+                );
+            }
+            Completion::Presence { ticket, users } => {
+                let Some(Pending::Presence { conn, room, id }) = self.pending.remove(&ticket)
+                else {
+                    return;
+                };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let encoding = c.encoding;
+                self.presence_answer(conn, encoding, &room, id.as_ref(), &users);
+            }
+            Completion::Published { ticket, result } => {
+                let Some(Pending::Publish { conn, id }) = self.pending.remove(&ticket) else {
+                    return;
+                };
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let encoding = c.encoding;
+                match result {
+                    Ok(_) if id.is_some() => {
+                        let bytes = encode_event(encoding, &Event::Ack, id.as_ref());
+                        self.send(conn, encoding, bytes);
+                    }
+                    Ok(_) => {}
+                    Err(why) => {
+                        self.metrics.error(ErrorCode::Unavailable);
+                        let event = Event::Error {
+                            code: ErrorCode::Unavailable,
+                            message: &why,
+                        };
+                        let bytes = encode_event(encoding, &event, id.as_ref());
+                        self.send(conn, encoding, bytes);
+                    }
+                }
+            }
+        }
     }
 
     /// A message with its seq, to the room's members here: from this
@@ -558,10 +742,36 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
         if !c.rooms.contains(&room) {
             return Err(Self::not_joined(&room));
         }
-        let mut users: Vec<&str> = self
-            .rooms
-            .get(&room)
-            .map_or_else(Vec::new, |r| r.users.keys().map(|u| &**u).collect());
+        let local: Vec<String> = self.rooms.get(&room).map_or_else(Vec::new, |r| {
+            r.users.keys().map(|u| u.to_string()).collect()
+        });
+        self.tickets += 1;
+        let ticket = self.tickets;
+        match self.broker.presence_ticketed(ticket, &room, local) {
+            Some(users) => self.presence_answer(conn, encoding, &room, id, &users),
+            None => {
+                self.pending.insert(
+                    ticket,
+                    Pending::Presence {
+                        conn,
+                        room,
+                        id: id.cloned(),
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn presence_answer(
+        &mut self,
+        conn: C,
+        encoding: Encoding,
+        room: &RoomName,
+        id: Option<&RequestId>,
+        users: &[String],
+    ) {
+        let mut users: Vec<&str> = users.iter().map(|u| u.as_str()).collect();
         let (cap, n) = (self.config.max_presence_users, users.len());
         let total = if n > cap {
             // The first `cap` in order, without sorting them all.
@@ -574,14 +784,9 @@ impl<C: Copy + Eq + Hash, B: Broker> Gateway<C, B> {
             None
         };
         users.sort_unstable();
-        let event = Event::Presence {
-            room: &room,
-            users,
-            total,
-        };
+        let event = Event::Presence { room, users, total };
         let bytes = encode_event(encoding, &event, id);
         self.send(conn, encoding, bytes);
-        Ok(())
     }
 
     fn refresh(

@@ -25,9 +25,9 @@ pub struct GatewayMetrics {
     /// Requests refused with `rate_limited`.
     pub rate_limited: u64,
     /// Error events sent, by code, in the order `bad_request`,
-    /// `forbidden`, `not_joined`, `rate_limited`, `too_large`
+    /// `forbidden`, `not_joined`, `rate_limited`, `too_large`, `unavailable`
     /// ([`GatewayMetrics::errors_for`]).
-    pub errors: [u64; 5],
+    pub errors: [u64; 6],
     /// Authentication failures (handshakes and refreshes) by reason, in
     /// the order of [`AuthError::LABELS`].
     pub auth_failures: [u64; AuthError::LABELS.len()],
@@ -43,12 +43,13 @@ pub struct GatewayMetrics {
     pub history_bytes: u64,
 }
 
-const ERROR_CODES: [&str; 5] = [
+const ERROR_CODES: [&str; 6] = [
     "bad_request",
     "forbidden",
     "not_joined",
     "rate_limited",
     "too_large",
+    "unavailable",
 ];
 
 impl GatewayMetrics {

@@ -24,12 +24,15 @@ pub mod metrics;
 pub mod outgoing;
 pub mod protocol;
 pub mod ratelimit;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod room;
 #[cfg(feature = "net")]
 pub mod server;
+pub mod shared;
 
 pub use self::auth::{Auth, AuthError, Identity, JwtVerifier};
-pub use self::broker::{Broker, HistoryConfig, MemoryBroker, Recovery};
+pub use self::broker::{Broker, Completion, HistoryConfig, MemoryBroker, Recovery, Sequencing};
 pub use self::core::{Action, Gateway, GatewayConfig, Payload, CLOSE_TOKEN_EXPIRED};
 pub use self::fanout::{Delivery, LocalFanout};
 pub use self::metrics::GatewayMetrics;

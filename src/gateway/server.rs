@@ -8,7 +8,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::{Action, Encoding, Gateway, GatewayConfig, Identity, RoomName, INDEX_HTML};
+use super::{
+    Action, Broker, Encoding, Gateway, GatewayConfig, Identity, MemoryBroker, RoomName, INDEX_HTML,
+};
 use crate::handshake::server::{PlainHttp, Upgrade};
 use crate::server::{Decision, Handler, HttpResponse};
 use crate::{ConnId, Control, Ctx, Message};
@@ -34,9 +36,13 @@ fn topic(room: &RoomName, encoding: Encoding) -> String {
 }
 
 /// `wsreactor serve`'s handler.
+///
+/// With a broker that answers from another thread (Redis), that thread
+/// wakes the reactor through a [`crate::Remote`]; `on_wake` then takes the
+/// broker's answers ([`Gateway::poll_broker`]).
 #[derive(Debug)]
-pub struct GatewayHandler {
-    gw: Gateway<ConnId>,
+pub struct GatewayHandler<B: Broker = MemoryBroker> {
+    gw: Gateway<ConnId, B>,
     /// Accepted upgrades waiting for `on_open`.
     pending: HashMap<ConnId, (Identity, Encoding)>,
     /// When the armed timer fires (ms since the epoch), if one is armed.
@@ -48,8 +54,15 @@ pub struct GatewayHandler {
 impl GatewayHandler {
     /// A handler around a gateway with `config` and `auth`.
     pub fn new(config: GatewayConfig, auth: super::Auth) -> Self {
+        Self::with_broker(Gateway::new(config, auth))
+    }
+}
+
+impl<B: Broker> GatewayHandler<B> {
+    /// A handler around `gw` (e.g. one made with [`Gateway::with_broker`]).
+    pub fn with_broker(gw: Gateway<ConnId, B>) -> Self {
         Self {
-            gw: Gateway::new(config, auth),
+            gw,
             pending: HashMap::new(),
             armed: None,
             dropped_seen: 0,
@@ -57,7 +70,7 @@ impl GatewayHandler {
     }
 
     /// The gateway (metrics, rooms).
-    pub fn gateway(&mut self) -> &mut Gateway<ConnId> {
+    pub fn gateway(&mut self) -> &mut Gateway<ConnId, B> {
         &mut self.gw
     }
 
@@ -139,7 +152,7 @@ fn send(
     }
 }
 
-impl Handler for GatewayHandler {
+impl<B: Broker> Handler for GatewayHandler<B> {
     fn on_handshake<'b>(&mut self, id: ConnId, req: &Upgrade<'_, 'b>) -> Decision<'b> {
         let path = req.path.split(['?', '#']).next().unwrap_or("");
         if path != WS_PATH {
@@ -213,5 +226,11 @@ impl Handler for GatewayHandler {
 
     fn on_metrics(&mut self, out: &mut String) {
         out.push_str(&self.gw.metrics().render());
+        self.gw.broker().render_metrics(out);
+    }
+
+    fn on_wake(&mut self, ctl: &mut Control<'_>) {
+        self.gw.poll_broker();
+        self.apply(ctl);
     }
 }

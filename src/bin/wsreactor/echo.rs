@@ -110,6 +110,11 @@ GATEWAY OPTIONS:
                                 [default: anonymous, ?name= or a guest name]
     --history-messages N        Messages kept per room [default: 1000]
     --history-age SECS          Oldest message kept [default: 300]
+    --redis URL                 Share rooms with other instances through the
+                                Redis at redis://HOST:PORT (built with
+                                --features redis; docs/gateway.md, Redis);
+                                given several times, rooms are spread over
+                                them by hash (same list on every instance)
 
 The server options of `wsreactor echo --help` apply too (--max-message
 defaults to 1MiB here: requests are small). serve runs on one reactor
@@ -322,7 +327,7 @@ cargo build --release --features gateway (or use echo)"
             "tls-cert" => tls_cert = Some(value()?.into()),
             "tls-key" => tls_key = Some(value()?.into()),
             #[cfg(feature = "gateway")]
-            "jwt-secret-file" | "jwt-public-key" | "history-messages" | "history-age"
+            "jwt-secret-file" | "jwt-public-key" | "history-messages" | "history-age" | "redis"
                 if service == Service::Gateway =>
             {
                 gateway.option(n, value()?)?
@@ -344,9 +349,64 @@ cargo build --release --features gateway (or use echo)"
     let threads = threads_for(service, threads)?;
     #[cfg(feature = "gateway")]
     if service == Service::Gateway {
-        return serve_one(&addr, cfg, gateway.handler()?, tls);
+        if !gateway.redis.is_empty() {
+            let urls = std::mem::take(&mut gateway.redis);
+            return serve_redis(&addr, cfg, gateway, &urls, tls);
+        }
+        return serve_one(&addr, cfg, gateway.handler()?, tls, None);
     }
     serve(&addr, cfg, threads, accept, tls, |_| handler.clone())
+}
+
+/// The gateway sharing rooms through Redis: the bridge threads wake the
+/// reactor through its `Remote`, known once the server is bound.
+#[cfg(feature = "redis")]
+fn serve_redis(
+    addr: &str,
+    cfg: ServerConfig,
+    gateway: Gateway,
+    urls: &[String],
+    tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+) -> Result<(), String> {
+    use std::sync::{Arc, OnceLock};
+    let slot: Arc<OnceLock<wsreactor::Remote>> = Arc::new(OnceLock::new());
+    let wake = {
+        let slot = slot.clone();
+        Arc::new(move || {
+            if let Some(r) = slot.get() {
+                r.wake();
+            }
+        })
+    };
+    let instance = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let (config, auth) = gateway.parts()?;
+    let broker = wsreactor::gateway::redis::start(urls, config.history.clone(), instance, wake)?;
+    let gw = wsreactor::gateway::Gateway::with_broker(config, auth, broker);
+    log::info!("rooms shared through {}", urls.join(", "));
+    serve_one(
+        addr,
+        cfg,
+        wsreactor::gateway::server::GatewayHandler::with_broker(gw),
+        tls,
+        Some(slot),
+    )
+}
+
+#[cfg(all(feature = "gateway", not(feature = "redis")))]
+fn serve_redis(
+    _addr: &str,
+    _cfg: ServerConfig,
+    _gateway: Gateway,
+    _urls: &[String],
+    _tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+) -> Result<(), String> {
+    Err("--redis needs a build with --features redis".into())
 }
 
 /// The reactors to run: `--threads`, else the available parallelism. The
@@ -401,6 +461,7 @@ fn serve_one<H: Handler>(
     cfg: ServerConfig,
     handler: H,
     tls: Option<(crate::tls::Acceptor, crate::tls::ServerFiles)>,
+    remote: Option<std::sync::Arc<std::sync::OnceLock<wsreactor::Remote>>>,
 ) -> Result<(), String> {
     let reload = tls.is_some();
     let handler = Reloading {
@@ -409,6 +470,9 @@ fn serve_one<H: Handler>(
     };
     let server = wsreactor::Server::bind(addr, cfg, handler)
         .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    if let Some(slot) = remote {
+        let _ = slot.set(server.stopper());
+    }
     server
         .shutdown_on_signals()
         .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -445,6 +509,7 @@ struct Gateway {
     jwt_secret: Option<String>,
     jwt_public_key: Option<String>,
     config: wsreactor::gateway::GatewayConfig,
+    redis: Vec<String>,
 }
 
 #[cfg(feature = "gateway")]
@@ -453,6 +518,7 @@ impl Gateway {
         match n {
             "jwt-secret-file" => self.jwt_secret = Some(non_empty(n, value)?),
             "jwt-public-key" => self.jwt_public_key = Some(non_empty(n, value)?),
+            "redis" => self.redis.push(non_empty(n, value)?),
             "history-messages" => {
                 self.config.history.max_messages = args::count(n, &value, 0..=10_000_000)? as usize
             }
@@ -466,6 +532,15 @@ impl Gateway {
     }
 
     fn handler(self) -> Result<wsreactor::gateway::server::GatewayHandler, String> {
+        let (config, auth) = self.parts()?;
+        Ok(wsreactor::gateway::server::GatewayHandler::new(
+            config, auth,
+        ))
+    }
+
+    fn parts(
+        self,
+    ) -> Result<(wsreactor::gateway::GatewayConfig, wsreactor::gateway::Auth), String> {
         use wsreactor::gateway::{Auth, JwtVerifier};
         let auth = match (self.jwt_secret, self.jwt_public_key) {
             (Some(_), Some(_)) => {
@@ -485,9 +560,7 @@ impl Gateway {
         config.name_seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-        Ok(wsreactor::gateway::server::GatewayHandler::new(
-            config, auth,
-        ))
+        Ok((config, auth))
     }
 }
 

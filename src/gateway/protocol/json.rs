@@ -218,6 +218,7 @@ pub fn error_code_of(code: &str) -> Option<ErrorCode> {
         ErrorCode::NotJoined,
         ErrorCode::RateLimited,
         ErrorCode::TooLarge,
+        ErrorCode::Unavailable,
     ]
     .into_iter()
     .find(|c| c.as_str() == code)

@@ -167,6 +167,9 @@ pub enum ErrorCode {
     RateLimited,
     /// The request or its data is too large.
     TooLarge,
+    /// The shared broker (Redis) is unreachable: the publish was not
+    /// sequenced and nobody got it.
+    Unavailable,
 }
 
 impl ErrorCode {
@@ -178,6 +181,7 @@ impl ErrorCode {
             ErrorCode::NotJoined => "not_joined",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooLarge => "too_large",
+            ErrorCode::Unavailable => "unavailable",
         }
     }
 }
