@@ -7,6 +7,10 @@
 #   (b) 10,000 clients in 100 rooms (100 members each), JSON and Protobuf
 #   (c) stepped load: 2,000 -> 10,000 clients in 100 rooms (+2,000 a step) at
 #       a fixed rate, and 1,000 clients in 10 rooms with the rate stepped up
+#   (d) with REDIS=1 (needs redis-server; builds with --features redis): one
+#       instance against two sharing rooms through Redis, at 1,000 publishes/s
+#       over 100 rooms of 10 (latency), and 1,000 members of one room with the
+#       rate stepped up (deliveries/s). Redis and both instances share CPU 0.
 #
 # The gateway (release build, a fresh process per case) is pinned to CPU 0,
 # the bench to CPU 1. The bench binds its clients to 127.0.0.2-11 (--sources)
@@ -24,7 +28,8 @@ STEP=${STEP:-4}           # (c) seconds per step
 NOTE=${NOTE:-}            # a line for the results file (e.g. the machine's state)
 
 (( $(nproc) >= 2 )) || { echo "needs 2 CPUs (server on 0, bench on 1)" >&2; exit 2; }
-cargo build --release --features loadgen,gateway
+REDIS=${REDIS:-}
+cargo build --release --features "loadgen,gateway${REDIS:+,redis}"
 WSR=target/release/wsreactor
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -38,16 +43,24 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 # JSON line of the run goes to the .jsonl tagged with the case.
 case_() {
   local id=$1 desc=$2; shift 2
-  local p; p=$(port)
-  taskset -c 0 "$WSR" serve --addr "127.0.0.1:$p" --max-connections 200000 >/dev/null 2>&1 &
-  local pid=$!
-  for _ in $(seq 50); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
-    sleep 0.1
+  # INSTANCES=N (with REDIS_URL): N gateways sharing rooms through Redis,
+  # the bench's clients spread over them; its server CPU/RSS are the first's.
+  local n=${INSTANCES:-1} urls=() pids=() p i
+  for ((i = 0; i < n; i++)); do
+    p=$(port)
+    taskset -c 0 "$WSR" serve --addr "127.0.0.1:$p" --max-connections 200000 \
+      ${REDIS_URL:+--redis "$REDIS_URL"} >/dev/null 2>&1 &
+    pids+=($!)
+    urls+=(--url "ws://127.0.0.1:$p/ws")
+    for _ in $(seq 50); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && break
+      sleep 0.1
+    done
   done
+  local pid=${pids[0]}
   echo "== $id: $desc" >&2
   local rc=0
-  taskset -c 1 "$WSR" bench --gateway --url "ws://127.0.0.1:$p/ws" --server-pid "$pid" \
+  taskset -c 1 "$WSR" bench --gateway "${urls[@]}" --server-pid "$pid" \
     --sources 10 --json -q "$@" >/tmp/gwbench.$$ 2>/tmp/gwbench-err.$$ || rc=$?
   python3 - "$id" "$desc" "$rc" "$*" /tmp/gwbench.$$ /tmp/gwbench-err.$$ >>"$jsonl" <<'PY'
 import json, sys
@@ -65,7 +78,7 @@ for o in lines:
 PY
   tail -n 3 /tmp/gwbench-err.$$ >&2
   rm -f /tmp/gwbench.$$ /tmp/gwbench-err.$$
-  kill "$pid"; wait "$pid" 2>/dev/null || true
+  kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true
   (( rc == 0 )) || echo "   $id: bench exited $rc" >&2
 }
 
@@ -79,6 +92,22 @@ case_ c-conns "2,000 -> 10,000 clients in 100 rooms (+2,000 per step), $RATE_C p
   --conns 2000 --rooms 100 --rate "$RATE_C" --step-every "$STEP" --step-conns 2000 --steps 5
 case_ c-rate "1,000 clients in 10 rooms, 200 -> 1,000 publishes/s (+200 per step), json" \
   --conns 1000 --rooms 10 --rate 200 --step-every "$STEP" --step-rate 200 --steps 5
+
+if [[ -n $REDIS ]]; then
+  rp=$(port)
+  taskset -c 0 redis-server --port "$rp" --bind 127.0.0.1 --save '' --appendonly no >/dev/null 2>&1 &
+  redis_pid=$!
+  trap 'kill $redis_pid 2>/dev/null || true' EXIT
+  sleep 0.5
+  for inst in 1 2; do
+    if ((inst == 1)); then tag="1 instance"; else tag="2 instances through Redis"; fi
+    ( if ((inst == 2)); then export INSTANCES=2 REDIS_URL=redis://127.0.0.1:$rp; fi
+      case_ "d-lat-$inst" "1,000 clients in 100 rooms, 1000 publishes/s, json, $tag" \
+        --conns 1000 --rooms 100 --rate 1000 --encoding json --duration "$DUR"
+      case_ "e-rate-$inst" "1,000 members in 1 room, 100 -> 400 publishes/s (+100 per step), json, $tag" \
+        --conns 1000 --rooms 1 --rate 100 --step-every "$STEP" --step-rate 100 --steps 4 --allow-errors )
+  done
+fi
 
 python3 - "$jsonl" "$out.md" "$(git rev-parse --short HEAD)" "$DUR" "$NOTE" <<'PY'
 import json, sys
@@ -101,7 +130,7 @@ w("## Fixed load\n")
 w("| case | deliveries/s | publishes/s | p50 us | p99 us | p99.9 us | server CPU | server waited | bench CPU | bench waited | server RSS | faults | errors | exit |")
 w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for s in rows:
-    if s["case"][0] not in "ab":
+    if s["case"][0] not in "abd":
         continue
     if s.get("failed"):
         w(f"| {s['desc']} | failed: {s.get('error')} | | | | | | | | | | | | {s['exit']} |")
@@ -119,7 +148,7 @@ for s in rows:
     lat = s["latency_us"]
     w(f"| {s['desc']} | {f(s['deliveries_per_s'])} | {f(s['publishes_per_s'])} | {f(lat['p50'])} | "
       f"{f(lat['p99'])} | {f(lat['p99_9'])} | {f(cpu)}% | {f(waited, 1)}% | {f(bcpu)}% | {f(bwait, 1)}% | {f(rss and rss / 1024, 1)} MiB | {fl} | {err} | {s['exit']} |")
-for case in sorted({r["case"] for r in rows if r["case"].startswith("c")}):
+for case in sorted({r["case"] for r in rows if r["case"][0] in "ce"}):
     steps = [r for r in rows if r["case"] == case and "step" in r]
     summ = [r for r in rows if r["case"] == case and r.get("summary")]
     desc = (steps or summ or [{"desc": case}])[0]["desc"]
