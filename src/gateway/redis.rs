@@ -18,7 +18,9 @@
 //! stream, entry id `SEQ-0`), channel `wsr:{ROOM}:ch`, `wsr:{ROOM}:who`.
 
 use std::collections::HashMap;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{
+    channel, sync_channel, Receiver, RecvTimeoutError, Sender, SyncSender, TrySendError,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -26,6 +28,35 @@ use redis::{Client, Connection, ErrorKind, Value};
 
 use super::broker::HistoryConfig;
 use super::shared::{decode, Command, Entry, ReadFor, ReadResult, Reply, SharedBroker};
+
+/// Replies the loop has not taken yet, at most. A loop that falls behind
+/// makes the bridge threads wait instead of queueing without bound; Redis
+/// then buffers the subscription, and past its pub/sub output limit drops
+/// the connection, after which the subscriber reconnects and the rooms are
+/// filled in from their streams.
+const REPLY_QUEUE: usize = 16 * 1024;
+
+/// The bridge threads' side of the reply queue.
+#[derive(Clone)]
+struct ReplyTx {
+    tx: SyncSender<Reply>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl ReplyTx {
+    /// Queue `r`; when the queue is full, wake the loop first (some replies
+    /// may not have been announced yet) and wait for room.
+    fn send(&self, r: Reply) -> Result<(), ()> {
+        match self.tx.try_send(r) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(r)) => {
+                (self.wake)();
+                self.tx.send(r).map_err(|_| ())
+            }
+            Err(TrySendError::Disconnected(_)) => Err(()),
+        }
+    }
+}
 
 /// Sequence, append, publish: KEYS seq, log; ARGV maxlen, ts, from, data,
 /// channel, ttl ms, floor. Returns the seq.
@@ -103,7 +134,11 @@ pub fn start(
         .iter()
         .map(|url| Client::open(url.as_str()).map_err(|e| format!("bad Redis URL {url:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let (reply_tx, reply_rx) = channel::<Reply>();
+    let (tx, reply_rx) = sync_channel::<Reply>(REPLY_QUEUE);
+    let reply_tx = ReplyTx {
+        tx,
+        wake: wake.clone(),
+    };
     let mut txs = Vec::with_capacity(clients.len());
     for (shard, client) in clients.into_iter().enumerate() {
         let (cmd_tx, cmd_rx) = channel::<Command>();
@@ -186,7 +221,7 @@ impl Link {
 struct Commands {
     link: Link,
     settings: Settings,
-    reply: Sender<Reply>,
+    reply: ReplyTx,
     sub: Sender<Command>,
     wake: Arc<dyn Fn() + Send + Sync>,
     publish_sha: Option<String>,
@@ -203,7 +238,7 @@ impl Commands {
     fn new(
         client: Client,
         settings: Settings,
-        reply: Sender<Reply>,
+        reply: ReplyTx,
         sub: Sender<Command>,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> Self {
@@ -589,7 +624,7 @@ fn subscriber(
     shard: usize,
     client: Client,
     rx: Receiver<Command>,
-    reply: Sender<Reply>,
+    reply: ReplyTx,
     wake: Arc<dyn Fn() + Send + Sync>,
 ) {
     // channel -> (room, generation)
@@ -731,6 +766,31 @@ fn subscriber(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_full_reply_queue_wakes_the_loop_and_waits_for_room() {
+        let woken = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = sync_channel::<Reply>(1);
+        let w = woken.clone();
+        let reply = ReplyTx {
+            tx,
+            wake: Arc::new(move || {
+                w.fetch_add(1, Ordering::SeqCst);
+            }),
+        };
+        reply.send(Reply::Bad).unwrap();
+        assert_eq!(woken.load(Ordering::SeqCst), 0, "room left: no wake");
+        let t = std::thread::spawn(move || reply.send(Reply::Bad));
+        while woken.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        // The sender waits until the loop takes a reply, then gets in.
+        assert!(rx.recv().is_ok());
+        assert!(t.join().unwrap().is_ok());
+        assert!(rx.recv().is_ok());
+        assert!(rx.try_recv().is_err(), "no more than was sent");
+    }
 
     fn bulk(s: &[u8]) -> Value {
         Value::BulkString(s.to_vec())
