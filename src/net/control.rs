@@ -306,6 +306,9 @@ impl<'a> Control<'a> {
     /// Bytes queued for connection `id` and not yet taken by the kernel (0
     /// if it is gone).
     pub fn queued(&mut self, id: ConnId) -> usize {
+        if self.hub.pending.holds_for(id) {
+            super::coalesce::drain(self.hub, false);
+        }
         match &self.own {
             Some(own) if own.id == id => own.tx.pending_len(),
             _ => self
@@ -327,12 +330,18 @@ impl<'a> Control<'a> {
         if !self.is_open(id) {
             return Err(TopicError::NotOpen);
         }
+        if self.hub.pending.holds_topic(topic) {
+            super::coalesce::drain(self.hub, false);
+        }
         self.hub.topics.subscribe(id, topic)
     }
 
     /// Unsubscribe connection `id` from `topic`; `false` if it was not
     /// subscribed.
     pub fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        if self.hub.pending.holds_topic(topic) {
+            super::coalesce::drain(self.hub, false);
+        }
         self.hub.topics.unsubscribe(id, topic)
     }
 
@@ -372,6 +381,9 @@ impl<'a> Control<'a> {
     ) -> usize {
         if self.hub.peers.spans() {
             return super::group::publish(self, topic, msg, except);
+        }
+        if let Some(n) = super::coalesce::publish(self, topic, &msg, except) {
+            return n;
         }
         // A lone delivery is written at once, as a raw broadcast would; one
         // of a pipelined burst (more input follows in this read) is queued,
@@ -508,6 +520,10 @@ impl<'a> Control<'a> {
         id: ConnId,
         f: impl FnOnce(&mut Link<'_>, bool) -> Result<Sent, SendError>,
     ) -> Result<Sent, SendError> {
+        if self.hub.pending.holds_for(id) {
+            // Publishes before this send reach `id` before it.
+            super::coalesce::drain(self.hub, false);
+        }
         let hub = &mut *self.hub;
         if let Some(own) = self.own.as_mut().filter(|o| o.id == id) {
             let mut link = Link {
