@@ -233,3 +233,135 @@ fn deliver_run(
         p.forms[i] = publication.forms;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::IoSlice;
+
+    use super::*;
+    use crate::proto::{Config, Connection, OpCode, Sender};
+    use crate::server::SlowPolicy;
+
+    /// Everything pending, taken the way a transport would, and how many
+    /// runs it was in.
+    fn wire(tx: &mut Sender) -> (Vec<u8>, usize) {
+        let mut out = Vec::new();
+        let mut runs = 0;
+        while tx.pending_len() > 0 {
+            let mut iov = [IoSlice::new(&[]); 4];
+            let n = tx.pending_slices(&mut iov);
+            let took: usize = iov[..n].iter().map(|s| s.len()).sum();
+            for s in &iov[..n] {
+                out.extend_from_slice(s);
+            }
+            runs += n;
+            tx.consume(took);
+        }
+        (out, runs)
+    }
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// A server connection, with permessage-deflate (no server context
+    /// takeover, so compressed forms are shared) if `deflate`.
+    fn conn(deflate: bool) -> Connection {
+        let mut c = Connection::server(Config::default());
+        #[cfg(feature = "deflate")]
+        if deflate {
+            use crate::ext::deflate::{Compressor, Decompressor};
+            c.sender().enable_deflate(
+                Some(Compressor::new(15, 6, true)),
+                Decompressor::new(15, true),
+                64,
+            );
+        }
+        let _ = deflate;
+        c
+    }
+
+    /// The backlog limit and both slow policies, plain and deflate
+    /// subscribers, output already queued or not: a run leaves exactly the
+    /// bytes, counts, dirty and touched lists that its messages delivered
+    /// one by one leave, in fewer queue entries.
+    #[test]
+    fn a_run_does_to_a_queue_what_its_messages_one_by_one_would() {
+        let id = ConnId {
+            key: 3,
+            generation: 1,
+        };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut pool = FramePool::new();
+        let (mut cut, mut fewer) = (0, 0);
+        for case in 0..3000 {
+            let config = ServerConfig {
+                max_subscriber_backlog: rng.below(700),
+                on_slow_subscriber: if rng.below(2) == 0 {
+                    SlowPolicy::Drop
+                } else {
+                    SlowPolicy::Close(1008)
+                },
+                ..ServerConfig::default()
+            };
+            let deflate = cfg!(feature = "deflate") && rng.below(3) == 0;
+            let (mut a, mut b) = (conn(deflate), conn(deflate));
+            let pre = rng.below(3) * rng.below(200);
+            if pre > 0 {
+                let filler = vec![b'x'; pre];
+                a.sender().send(OpCode::Binary, &filler).unwrap();
+                b.sender().send(OpCode::Binary, &filler).unwrap();
+            }
+            let mut p = Pending::default();
+            let payloads: Vec<Vec<u8>> = (0..1 + rng.below(6))
+                .map(|i| {
+                    let len = rng.below(3) * rng.below(150);
+                    (0..len).map(|j| b'a' + ((i + j / 16) % 3) as u8).collect()
+                })
+                .collect();
+            for m in &payloads {
+                p.run.push(&mut pool, OpCode::Binary, m);
+                p.forms.push(DeflatedForms::new());
+            }
+            if p.run.len() + pre > config.max_subscriber_backlog {
+                cut += 1;
+            }
+            let (mut ma, mut da, mut ta) = (Metrics::default(), Vec::new(), Vec::new());
+            deliver_run(id, a.sender(), &mut p, &config, &mut ma, &mut da, &mut ta);
+            let (mut mb, mut db, mut tb) = (Metrics::default(), Vec::new(), Vec::new());
+            for m in &payloads {
+                let mut one = Publication {
+                    frame: SharedFrame::new(OpCode::Binary, m),
+                    forms: DeflatedForms::new(),
+                };
+                let _ = deliver(id, b.sender(), &mut one, &config, &mut mb, &mut db, &mut tb);
+            }
+            let what = format!("case {case}: {config:?} deflate {deflate} pre {pre}");
+            let (state_a, state_b) = (a.sender().state(), b.sender().state());
+            let ((wire_a, runs_a), (wire_b, runs_b)) = (wire(a.sender()), wire(b.sender()));
+            assert_eq!(wire_a, wire_b, "{what}");
+            assert!(runs_a <= runs_b, "{what}");
+            fewer += usize::from(runs_a < runs_b);
+            assert_eq!(ma.deliveries_total, mb.deliveries_total, "{what}");
+            assert_eq!(
+                ma.deliveries_dropped_total, mb.deliveries_dropped_total,
+                "{what}"
+            );
+            assert_eq!(
+                ma.slow_subscribers_closed_total, mb.slow_subscribers_closed_total,
+                "{what}"
+            );
+            assert_eq!((da, ta), (db, tb), "{what}");
+            assert_eq!(state_a, state_b, "{what}");
+            p.run.finish(&mut pool);
+        }
+        assert!(cut > 500, "the limit cut {cut} runs");
+        assert!(fewer > 500, "{fewer} runs took fewer queue entries");
+    }
+}
