@@ -273,16 +273,18 @@ mod tests {
     /// A server connection, with permessage-deflate (no server context
     /// takeover, so compressed forms are shared) if `deflate`.
     fn conn(deflate: bool) -> Connection {
-        let mut c = Connection::server(Config::default());
+        let c = Connection::server(Config::default());
         #[cfg(feature = "deflate")]
-        if deflate {
+        let c = {
             use crate::ext::deflate::{Compressor, Decompressor};
-            c.sender().enable_deflate(
-                Some(Compressor::new(15, 6, true)),
-                Decompressor::new(15, true),
-                64,
-            );
-        }
+            let mut c = c;
+            if deflate {
+                let z = Compressor::new(15, 6, true);
+                c.sender()
+                    .enable_deflate(Some(z), Decompressor::new(15, true), 64);
+            }
+            c
+        };
         let _ = deflate;
         c
     }
