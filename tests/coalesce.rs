@@ -102,11 +102,67 @@ fn recv_all(c: &mut WsClient, expected: &Expected, what: &str) {
     }
 }
 
+/// The random bursts and what each connection should get from them.
+struct Model {
+    rng: Rng,
+    s_in_b: bool,
+    seq: u32,
+}
+
+impl Model {
+    fn new(seed: u64) -> Self {
+        Self {
+            rng: Rng(seed),
+            s_in_b: true,
+            seq: 0,
+        }
+    }
+
+    /// One burst from `p`: publishes to two topics with and without the
+    /// sender (sizes on both sides of the compression threshold), sends to
+    /// the other connections, and changes to S's subscription, between
+    /// them. Returns the bytes and what P, S and A should get.
+    fn burst(&mut self, p: &mut WsClient) -> (Vec<u8>, [Expected; 3]) {
+        let (mut to_p, mut to_s, mut to_a) = (Expected::new(), Expected::new(), Expected::new());
+        let mut bytes = Vec::new();
+        for _ in 0..1 + self.rng.below(24) {
+            self.seq += 1;
+            let step = self.rng.below(20);
+            if step == 0 {
+                let t = format!("tell {}", self.seq).into_bytes();
+                to_s.push((OP_TEXT, t.clone()));
+                to_a.push((OP_TEXT, t.clone()));
+                bytes.extend(p.frame(true, OP_TEXT, &t));
+                continue;
+            }
+            if step == 1 {
+                self.s_in_b = !self.s_in_b;
+                bytes.extend(p.frame(true, OP_TEXT, b"flip"));
+                continue;
+            }
+            let kind = [b'a', b'b', b'A', b'B'][self.rng.below(4) as usize];
+            let mut m = vec![kind];
+            m.extend_from_slice(&self.seq.to_be_bytes());
+            m.resize(5 + self.rng.below(4) as usize * 100, b'.');
+            let topic_a = kind.eq_ignore_ascii_case(&b'a');
+            if topic_a || self.s_in_b {
+                to_s.push((OP_BINARY, m.clone()));
+            }
+            if topic_a {
+                to_a.push((OP_BINARY, m.clone()));
+                if kind == b'a' {
+                    to_p.push((OP_BINARY, m.clone()));
+                }
+            }
+            bytes.extend(p.frame(true, OP_BINARY, &m));
+        }
+        (bytes, [to_p, to_s, to_a])
+    }
+}
+
 /// Random bursts, each written at once (so the server reads it in one go
-/// and its publishes are corked): publishes to two topics with and
-/// without the sender, sends to the other connections in between, and
-/// subscription changes in between. Every connection gets exactly what
-/// the model says, in order.
+/// and its publishes are corked): every connection gets exactly what the
+/// model says, in order.
 #[test]
 fn bursts_keep_every_order() {
     let server = start(ServerConfig::default(), Bursts::default());
@@ -118,44 +174,9 @@ fn bursts_keep_every_order() {
     p.send(OP_TEXT, b"tell sync");
     assert_eq!(s.recv().payload, b"tell sync");
     assert_eq!(a.recv().payload, b"tell sync");
-
-    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let mut s_in_b = true;
-    let mut seq = 0u32;
+    let mut model = Model::new(0x2545_f491_4f6c_dd1d);
     for burst in 0..60 {
-        let (mut to_p, mut to_s, mut to_a) = (Expected::new(), Expected::new(), Expected::new());
-        let mut bytes = Vec::new();
-        for _ in 0..1 + rng.below(24) {
-            seq += 1;
-            let step = rng.below(20);
-            if step == 0 {
-                let t = format!("tell {seq}").into_bytes();
-                to_s.push((OP_TEXT, t.clone()));
-                to_a.push((OP_TEXT, t.clone()));
-                bytes.extend(p.frame(true, OP_TEXT, &t));
-                continue;
-            }
-            if step == 1 {
-                s_in_b = !s_in_b;
-                bytes.extend(p.frame(true, OP_TEXT, b"flip"));
-                continue;
-            }
-            let kind = [b'a', b'b', b'A', b'B'][rng.below(4) as usize];
-            let mut m = vec![kind];
-            m.extend_from_slice(&seq.to_be_bytes());
-            m.resize(4 + rng.below(3) as usize * 60, b'.');
-            let topic_a = kind.eq_ignore_ascii_case(&b'a');
-            if topic_a || s_in_b {
-                to_s.push((OP_BINARY, m.clone()));
-            }
-            if topic_a {
-                to_a.push((OP_BINARY, m.clone()));
-                if kind == b'a' {
-                    to_p.push((OP_BINARY, m.clone()));
-                }
-            }
-            bytes.extend(p.frame(true, OP_BINARY, &m));
-        }
+        let (bytes, [to_p, to_s, to_a]) = model.burst(&mut p);
         p.send_raw(&bytes);
         recv_all(&mut s, &to_s, &format!("S, burst {burst}"));
         recv_all(&mut a, &to_a, &format!("A, burst {burst}"));
@@ -167,6 +188,79 @@ fn bursts_keep_every_order() {
     assert_eq!(a.recv().payload, b"tell end");
     let h = server.stop();
     assert_eq!(h.dropped, 0);
+}
+
+/// S negotiates permessage-deflate, P and A do not: S gets the long
+/// messages compressed (one form shared by every such subscriber without
+/// server context takeover, its own with takeover), each message on its
+/// own, in the same order as the plain subscribers.
+#[cfg(feature = "deflate")]
+#[test]
+fn deflate_and_plain_subscribers_of_one_burst() {
+    use wsreactor::ext::deflate::Decompressor;
+    use wsreactor::ext::DeflateConfig;
+    for no_takeover in [true, false] {
+        let config = ServerConfig {
+            deflate: DeflateConfig {
+                enabled: true,
+                server_no_context_takeover: no_takeover,
+                ..DeflateConfig::default()
+            },
+            ..ServerConfig::default()
+        };
+        let server = start(config, Bursts::default());
+        let mut p = WsClient::connect(server.addr);
+        let mut s = {
+            let mut stream = tcp(server.addr);
+            let mut request = upgrade_request("/chat");
+            request.truncate(request.len() - 2);
+            request.extend_from_slice(b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n");
+            stream.write_all(&request).unwrap();
+            let mut rest = Vec::new();
+            let head = lossy(&read_http_head(&mut stream, &mut rest));
+            assert!(head.contains("permessage-deflate"), "{head}");
+            (stream, rest)
+        };
+        // RSV1 marks a compressed frame: read frames by hand.
+        let mut recv_s = move || loop {
+            if let Some((f, n)) = parse_frame(&s.1) {
+                s.1.drain(..n);
+                assert_eq!(f.mask, None);
+                return f;
+            }
+            let mut chunk = vec![0u8; 64 * 1024];
+            let n = s.0.read(&mut chunk).unwrap();
+            assert!(n > 0, "EOF");
+            s.1.extend_from_slice(&chunk[..n]);
+        };
+        let mut a = WsClient::connect(server.addr);
+        p.send(OP_TEXT, b"tell sync");
+        assert_eq!(recv_s().payload, b"tell sync");
+        assert_eq!(a.recv().payload, b"tell sync");
+        let mut inflate = Decompressor::new(15, no_takeover);
+        let mut compressed = 0;
+        let mut model = Model::new(0x9e37_79b9_7f4a_7c15);
+        for burst in 0..60 {
+            let (bytes, [to_p, to_s, to_a]) = model.burst(&mut p);
+            p.send_raw(&bytes);
+            for (i, (op, payload)) in to_s.iter().enumerate() {
+                let f = recv_s();
+                let got = if f.rsv & 0x4 != 0 {
+                    compressed += 1;
+                    let mut out = Vec::new();
+                    inflate.decompress(&f.payload, &mut out, 1 << 20).unwrap();
+                    out
+                } else {
+                    f.payload
+                };
+                assert_eq!((f.opcode, &got), (*op, payload), "S, burst {burst}, {i}");
+            }
+            recv_all(&mut a, &to_a, &format!("A, burst {burst}"));
+            recv_all(&mut p, &to_p, &format!("P, burst {burst}"));
+        }
+        assert!(compressed > 100, "{compressed} compressed");
+        server.stop();
+    }
 }
 
 /// The simplest case spelled out: a subscriber of two topics sees them
