@@ -288,6 +288,17 @@ fn interleaved_topics_and_a_send_inside_a_burst() {
         ["A1", "A2", "B3", "A4", "B5", "B6", "A7", "tell 8", "A9", "A10"]
             .map(|m| m.as_bytes().to_vec())
     );
+    // A burst longer than one run holds (256 messages): split, in order.
+    let mut bytes = Vec::new();
+    for i in 0..600u32 {
+        let mut m = b"A".to_vec();
+        m.extend_from_slice(&i.to_be_bytes());
+        bytes.extend(p.frame(true, OP_BINARY, &m));
+    }
+    p.send_raw(&bytes);
+    for i in 0..600u32 {
+        assert_eq!(s.recv().payload[1..], i.to_be_bytes());
+    }
     server.stop();
 }
 

@@ -43,8 +43,10 @@ pub(crate) struct Pending {
 }
 
 /// A run grows to at most this many bytes (then the next one starts), so
-/// that its buffer stays in the frame pool.
+/// that its buffer stays in the frame pool...
 const RUN_MAX: usize = FramePool::MAX_KEPT;
+/// ...and to this many messages, which bounds the boundaries kept.
+const RUN_MESSAGES: usize = 256;
 
 impl Pending {
     pub(crate) fn is_empty(&self) -> bool {
@@ -68,6 +70,7 @@ impl Pending {
             && self.except == except
             && self.topic == topic
             && self.run.len() + len + 10 <= RUN_MAX
+            && self.run.messages() < RUN_MESSAGES
     }
 }
 

@@ -359,6 +359,18 @@ impl<'a> Control<'a> {
     /// gets [`ServerConfig::on_slow_subscriber`](crate::ServerConfig::on_slow_subscriber)
     /// instead.
     ///
+    /// Publishes to one topic (with the same exception) that a connection
+    /// pipelined, handled while more of its input waits in the same read,
+    /// are framed back to back into one pooled buffer and delivered
+    /// together when the burst ends, or before anything else from this
+    /// reactor reaches one of their subscribers (a send, a publish to
+    /// another topic, a subscription change to the topic): each subscriber
+    /// queues the burst as one slice, in exactly the order it would get the
+    /// messages one by one; the backlog limit and policy still apply
+    /// message by message, and permessage-deflate subscribers get each
+    /// message on its own. For such a publish the count returned is the
+    /// topic's subscribers but `except` (the limit is applied later).
+    ///
     /// In a [`Cluster`](super::Cluster) of several reactors, the publish
     /// reaches the subscribers of every reactor, and every subscriber sees
     /// a topic's messages in one order: the topic's owner reactor (a fixed
