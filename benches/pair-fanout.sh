@@ -16,6 +16,11 @@ NEW=$1 OLD=$2 RAW=$3 OUT=$4 REPS=${5:-5} DURATION=${6:-3}
 WARMUP=1
 SCPU=0 CCPU=1
 CASES=("1000x20B-8inflight:1000:20:8" "1000x20B:1000:20:1" "100x20B:100:20:1")
+# ONLY=regex: run only the cases whose name matches (e.g. ONLY='^1000x20B$|^100x').
+if [[ -n ${ONLY:-} ]]; then
+  keep=(); for c in "${CASES[@]}"; do [[ ${c%%:*} =~ $ONLY ]] && keep+=("$c"); done
+  CASES=("${keep[@]}")
+fi
 declare -A PORT=([new]=39511 [old]=39512 [raw]=39513)
 declare -A PID=()
 
