@@ -221,6 +221,44 @@ fn zero_allocations_per_published_message() {
     );
 }
 
+/// The same for pipelined publishes: each publisher writes a burst of four
+/// at once, so the reactor coalesces them into one run (a pooled buffer)
+/// that every subscriber queues as one reference.
+#[test]
+fn zero_allocations_per_coalesced_burst() {
+    const SUBSCRIBERS: usize = 20;
+    let server = start(ServerConfig::default(), CountingRoom::default());
+    let mut clients: Vec<WsClient> = (0..SUBSCRIBERS)
+        .map(|_| WsClient::connect(server.addr))
+        .collect();
+    let payloads = [binary(20), binary(1024), binary(20), binary(300)];
+    let expected: Vec<u8> = payloads
+        .iter()
+        .flat_map(|p| server_frame(OP_BINARY, p))
+        .collect();
+    let mut got = vec![0u8; expected.len()];
+    let bursts = (WARMUP + MEASURED) / payloads.len() as u64 + 1;
+    for i in 0..bursts {
+        let publisher = i as usize % SUBSCRIBERS;
+        let mut request = Vec::new();
+        for p in &payloads {
+            request.extend(clients[publisher].frame(true, OP_BINARY, p));
+        }
+        clients[publisher].stream.write_all(&request).unwrap();
+        for (n, c) in clients.iter_mut().enumerate() {
+            c.stream.read_exact(&mut got).unwrap();
+            assert!(got == expected, "burst {i} to {n} differs");
+        }
+    }
+    let h = server.stop();
+    assert!(h.messages >= WARMUP + MEASURED);
+    assert_eq!(
+        h.at_end - h.at_start,
+        0,
+        "allocations on the reactor thread across {MEASURED} publishes in bursts to {SUBSCRIBERS}"
+    );
+}
+
 /// One reactor of a two-reactor cluster: counts its thread's allocations
 /// across the measured window of what it handles (publishes on reactor 0,
 /// acknowledgements on reactor 1).

@@ -1,6 +1,7 @@
 //! Topics and shared-frame delivery against a model: random subscribe,
-//! unsubscribe, publish (with and without the sender), direct sends, partial
-//! transport writes and closes over a few connections.
+//! unsubscribe, publish (with and without the sender), pipelined publishes
+//! coalesced into one `FrameRun` per topic, direct sends, partial transport
+//! writes and closes over a few connections.
 //!
 //! - the registry's cross-references hold after every step
 //!   (`Topics::check_invariants`), and its subscriber sets equal the model's;
@@ -8,8 +9,10 @@
 //!   slices, byte counts cutting frames anywhere), is exactly the messages
 //!   the model says it was sent, in order: publishes while subscribed, its
 //!   own direct sends, nothing after it left a topic or closed, nothing
-//!   twice;
-//! - the shared frames' bytes are never changed by a delivery.
+//!   twice; a coalesced run is delivered (whole, as a prefix plus single
+//!   frames, or after a direct write took part of it) before anything else
+//!   reaches its subscribers;
+//! - the shared frames' and runs' bytes are never changed by a delivery.
 #![no_main]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -17,8 +20,8 @@ use std::io::IoSlice;
 
 use libfuzzer_sys::fuzz_target;
 use wsreactor::proto::{
-    decode_header, Config, Connection, DeflatedForms, FramePool, OpCode, Sender, SharedFrame,
-    Status,
+    decode_header, Config, Connection, DeflatedForms, FramePool, FrameRun, OpCode, Sender,
+    SharedFrame, Status,
 };
 use wsreactor::topics::Topics;
 
@@ -105,6 +108,59 @@ impl Conn {
     }
 }
 
+/// Pipelined publishes from one connection to one topic, not delivered yet.
+struct Pending {
+    run: FrameRun,
+    topic: &'static str,
+    skip: Option<(usize, u32)>,
+    ids: Vec<u32>,
+}
+
+impl Pending {
+    /// Deliver the run to the topic's subscribers but `skip`, each in one
+    /// of the ways the reactor does (`cut` chooses).
+    fn drain(
+        &mut self,
+        topics: &Topics<(usize, u32)>,
+        conns: &mut [Conn],
+        pool: &mut FramePool,
+        cut: u8,
+    ) {
+        if self.run.is_empty() {
+            return;
+        }
+        let before = self.run.bytes().to_vec();
+        let n = self.run.messages();
+        for &sub in topics.subscribers(self.topic) {
+            if Some(sub) == self.skip {
+                continue;
+            }
+            let conn = &mut conns[sub.0];
+            assert!(conn.sender().takes_run(&self.run));
+            if conn.sender().pending_len() == 0 && cut & 1 == 1 {
+                // A direct write that the kernel took `w` bytes of.
+                let w = (usize::from(cut) * 13) % (self.run.len() + 1);
+                conn.wire.extend_from_slice(&self.run.bytes()[..w]);
+                conn.sender().queue_run(&self.run, n, w);
+            } else {
+                // The frames that fit a backlog limit as one entry, the rest
+                // one by one.
+                let k = self.run.fitting(usize::from(cut) * 11);
+                conn.sender().queue_run(&self.run, k, 0);
+                for i in k..n {
+                    conn.sender()
+                        .send_shared(&self.run.frame(i), &mut DeflatedForms::new())
+                        .unwrap();
+                }
+            }
+            conn.expected.extend_from_slice(&self.ids);
+        }
+        assert_eq!(self.run.bytes(), &before[..], "a run changed");
+        self.run.finish(pool);
+        self.ids.clear();
+    }
+}
+
 fn payload(id: u32, extra: usize) -> Vec<u8> {
     let mut p = id.to_be_bytes().to_vec();
     let fill = p[0] ^ 0x5a;
@@ -119,11 +175,38 @@ fuzz_target!(|data: &[u8]| {
     let mut pool = FramePool::new();
     let mut held: Vec<SharedFrame> = Vec::new();
     let mut next_id = 0u32;
+    let mut pending = Pending {
+        run: FrameRun::new(),
+        topic: TOPICS[0],
+        skip: None,
+        ids: Vec::new(),
+    };
     for op in data.chunks_exact(3) {
         let c = usize::from(op[1]) % CONNS;
         let t = TOPICS[usize::from(op[1] >> 4) % TOPICS.len()];
         let id = (c, conns[c].generation);
-        match op[0] % 7 {
+        let kind = op[0] % 8;
+        let skip = (op[2] & 2 != 0).then_some(id);
+        let joins = kind == 7
+            && pending.topic == t
+            && pending.skip == skip
+            && pending.run.len() < 64 * 1024;
+        if !joins {
+            // Anything else first delivers the pending run.
+            pending.drain(&topics, &mut conns, &mut pool, op[2]);
+        }
+        match kind {
+            7 => {
+                // A pipelined publish from `c`: joins the pending run.
+                next_id += 1;
+                let extra = usize::from(op[2]) * if op[2] > 250 { 300 } else { 1 };
+                pending.topic = t;
+                pending.skip = skip;
+                pending
+                    .run
+                    .push(&mut pool, OpCode::Binary, &payload(next_id, extra));
+                pending.ids.push(next_id);
+            }
             0 => {
                 let fresh = topics.subscribe(id, t).unwrap();
                 assert_eq!(fresh, model.entry(t).or_default().insert(id));
@@ -134,7 +217,7 @@ fuzz_target!(|data: &[u8]| {
             }
             2 | 3 => {
                 // Publish, from `c`; op 3 skips the sender.
-                let skip = (op[0] % 7 == 3).then_some(id);
+                let skip = (kind == 3).then_some(id);
                 next_id += 1;
                 let extra = usize::from(op[2]) * if op[2] > 250 { 300 } else { 1 };
                 let frame =
@@ -202,6 +285,7 @@ fuzz_target!(|data: &[u8]| {
             held.clear();
         }
     }
+    pending.drain(&topics, &mut conns, &mut pool, 0);
     for c in &mut conns {
         c.finish();
     }

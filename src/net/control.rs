@@ -306,6 +306,9 @@ impl<'a> Control<'a> {
     /// Bytes queued for connection `id` and not yet taken by the kernel (0
     /// if it is gone).
     pub fn queued(&mut self, id: ConnId) -> usize {
+        if self.hub.pending.holds_for(id) {
+            super::coalesce::drain(self.hub, false);
+        }
         match &self.own {
             Some(own) if own.id == id => own.tx.pending_len(),
             _ => self
@@ -327,12 +330,18 @@ impl<'a> Control<'a> {
         if !self.is_open(id) {
             return Err(TopicError::NotOpen);
         }
+        if self.hub.pending.holds_topic(topic) {
+            super::coalesce::drain(self.hub, false);
+        }
         self.hub.topics.subscribe(id, topic)
     }
 
     /// Unsubscribe connection `id` from `topic`; `false` if it was not
     /// subscribed.
     pub fn unsubscribe(&mut self, id: ConnId, topic: &str) -> bool {
+        if self.hub.pending.holds_topic(topic) {
+            super::coalesce::drain(self.hub, false);
+        }
         self.hub.topics.unsubscribe(id, topic)
     }
 
@@ -349,6 +358,18 @@ impl<'a> Control<'a> {
     /// [`ServerConfig::max_subscriber_backlog`](crate::ServerConfig::max_subscriber_backlog)
     /// gets [`ServerConfig::on_slow_subscriber`](crate::ServerConfig::on_slow_subscriber)
     /// instead.
+    ///
+    /// Publishes to one topic (with the same exception) that a connection
+    /// pipelined, handled while more of its input waits in the same read,
+    /// are framed back to back into one pooled buffer and delivered
+    /// together when the burst ends, or before anything else from this
+    /// reactor reaches one of their subscribers (a send, a publish to
+    /// another topic, a subscription change to the topic): each subscriber
+    /// queues the burst as one slice, in exactly the order it would get the
+    /// messages one by one; the backlog limit and policy still apply
+    /// message by message, and permessage-deflate subscribers get each
+    /// message on its own. For such a publish the count returned is the
+    /// topic's subscribers but `except` (the limit is applied later).
     ///
     /// In a [`Cluster`](super::Cluster) of several reactors, the publish
     /// reaches the subscribers of every reactor, and every subscriber sees
@@ -372,6 +393,9 @@ impl<'a> Control<'a> {
     ) -> usize {
         if self.hub.peers.spans() {
             return super::group::publish(self, topic, msg, except);
+        }
+        if let Some(n) = super::coalesce::publish(self, topic, &msg, except) {
+            return n;
         }
         // A lone delivery is written at once, as a raw broadcast would; one
         // of a pipelined burst (more input follows in this read) is queued,
@@ -508,6 +532,10 @@ impl<'a> Control<'a> {
         id: ConnId,
         f: impl FnOnce(&mut Link<'_>, bool) -> Result<Sent, SendError>,
     ) -> Result<Sent, SendError> {
+        if self.hub.pending.holds_for(id) {
+            // Publishes before this send reach `id` before it.
+            super::coalesce::drain(self.hub, false);
+        }
         let hub = &mut *self.hub;
         if let Some(own) = self.own.as_mut().filter(|o| o.id == id) {
             let mut link = Link {

@@ -698,6 +698,9 @@ fn frames<H: Handler>(
             }
         }
     }
+    // The burst is over: its publishes leave now, before anything else of
+    // this connection's reaches other connections.
+    super::coalesce::drain(sh.hub, true);
     if pong {
         pong_arrived(conn, id.key, sh);
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use mio::Poll;
 use slab::Slab;
 
+use super::coalesce::Pending;
 use super::conn::Conn;
 use super::ctx::{flush, ConnId};
 use super::group::Peers;
@@ -131,6 +132,8 @@ pub(crate) struct Hub {
     pub(crate) rejects: RejectLog,
     /// The other reactors of the server, if any.
     pub(crate) peers: Peers,
+    /// A burst of publishes to one topic, delivered as one run.
+    pub(crate) pending: Pending,
 }
 
 /// One publish: its frame, and the compressed forms built for it so far.
@@ -201,6 +204,7 @@ impl Hub {
             frames: FramePool::new(),
             rejects: RejectLog::default(),
             peers,
+            pending: Pending::default(),
         }
     }
 
@@ -221,6 +225,7 @@ impl Hub {
     /// connection; connections that broke, or whose close was queued, are
     /// handed to `touched` for settling.
     pub(crate) fn flush_dirty(&mut self) {
+        super::coalesce::drain(self, false);
         if self.dirty.is_empty() {
             return;
         }

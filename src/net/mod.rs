@@ -7,6 +7,7 @@
 
 mod alarm;
 mod cluster;
+mod coalesce;
 mod conn;
 mod control;
 mod ctx;

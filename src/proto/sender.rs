@@ -21,6 +21,7 @@ use super::frame::{encode_header, HeaderBuf, OpCode};
 #[cfg(feature = "deflate")]
 use super::frame::{MAX_HEADER_LEN, RSV1};
 use super::mask::apply_mask;
+use super::run::FrameRun;
 use super::shared::{DeflatedForms, SharedFrame};
 #[cfg(feature = "deflate")]
 use crate::ext::deflate::{Compressor, Decompressor};
@@ -83,11 +84,12 @@ struct Front {
     len: usize,
 }
 
-/// A run of queued bytes: `bytes[start..]` is pending.
+/// A run of queued bytes: `bytes[start..end]` is pending.
 #[derive(Debug)]
 struct Seg {
     bytes: Arc<Vec<u8>>,
     start: usize,
+    end: usize,
 }
 
 /// A drained front queue keeps its memory up to this many entries (a
@@ -401,7 +403,7 @@ impl Sender {
             return self.send_shared_deflated(frame, forms);
         }
         let _ = forms;
-        self.queue_shared(frame.share(), 0);
+        self.queue_frame(frame, 0);
         Ok(())
     }
 
@@ -416,7 +418,7 @@ impl Sender {
             .as_deref_mut()
             .and_then(|d| d.compressor.as_mut())
         else {
-            self.queue_shared(frame.share(), 0);
+            self.queue_frame(frame, 0);
             return Ok(());
         };
         if !z.no_context_takeover() {
@@ -440,9 +442,12 @@ impl Sender {
             }));
         }
         match slot {
-            Some(Some(compressed)) => self.queue_shared(Arc::clone(compressed), 0),
+            Some(Some(compressed)) => {
+                let end = compressed.len();
+                self.queue_shared(Arc::clone(compressed), 0, end);
+            }
             // Incompressible: plain, as `send` does without context takeover.
-            _ => self.queue_shared(frame.share(), 0),
+            _ => self.queue_frame(frame, 0),
         }
         Ok(())
     }
@@ -464,12 +469,48 @@ impl Sender {
     /// reference, not a copy.
     pub fn queue_shared_from(&mut self, frame: &SharedFrame, written: usize) {
         if written < frame.len() {
-            self.queue_shared(frame.share(), written);
+            self.queue_frame(frame, written);
         }
     }
 
-    /// Queue `bytes[start..]` (already framed) behind everything pending.
-    fn queue_shared(&mut self, bytes: Arc<Vec<u8>>, start: usize) {
+    /// Whether `run` can be queued as it is, one reference for all its
+    /// frames: the connection is open, a server's, and compresses none of
+    /// them (else each goes through [`Sender::send_shared`]).
+    #[inline]
+    pub fn takes_run(&self, run: &FrameRun) -> bool {
+        if self.state != CloseState::Open || self.client {
+            return false;
+        }
+        #[cfg(feature = "deflate")]
+        if self.deflate.is_some() {
+            return (0..run.messages()).all(|i| {
+                let (opcode, len) = run.message(i);
+                !self.compresses(opcode, len)
+            });
+        }
+        let _ = run;
+        true
+    }
+
+    /// Queue the first `frames` frames of `run` but their first `written`
+    /// bytes (a direct write took those): one reference, not a copy. The
+    /// caller checked [`Sender::takes_run`].
+    pub fn queue_run(&mut self, run: &FrameRun, frames: usize, written: usize) {
+        let end = run.prefix_len(frames);
+        if let Some(bytes) = run.buffer() {
+            if written < end {
+                self.queue_shared(Arc::clone(bytes), written, end);
+            }
+        }
+    }
+
+    fn queue_frame(&mut self, frame: &SharedFrame, written: usize) {
+        let (bytes, at, end) = frame.share();
+        self.queue_shared(bytes, at + written, end);
+    }
+
+    /// Queue `bytes[start..end]` (already framed) behind everything pending.
+    fn queue_shared(&mut self, bytes: Arc<Vec<u8>>, start: usize, end: usize) {
         let own = self.out.len() - self.pos as usize;
         // Room for two runs to start with (a subscriber's usual backlog is
         // one frame); it grows with a burst and keeps what it grew to.
@@ -483,22 +524,24 @@ impl Sender {
             // Owned bytes queued earlier go first: move them (not copy) to
             // the front queue.
             let out = std::mem::take(&mut self.out);
+            let end = out.len();
             front.segs.push_back(Seg {
                 bytes: Arc::new(out),
                 start: self.pos as usize,
+                end,
             });
             front.len += own;
             self.pos = 0;
         }
-        front.len += bytes.len() - start;
-        front.segs.push_back(Seg { bytes, start });
+        front.len += end - start;
+        front.segs.push_back(Seg { bytes, start, end });
     }
 
     /// The first run of bytes waiting for the transport (all of them unless
     /// shared frames are queued; see [`Sender::pending_slices`]).
     pub fn pending(&self) -> &[u8] {
         match self.front.as_deref().and_then(|f| f.segs.front()) {
-            Some(seg) => &seg.bytes[seg.start..],
+            Some(seg) => &seg.bytes[seg.start..seg.end],
             None => &self.out[self.pos as usize..],
         }
     }
@@ -520,7 +563,7 @@ impl Sender {
                 if n == dst.len() {
                     return n;
                 }
-                dst[n] = IoSlice::new(&seg.bytes[seg.start..]);
+                dst[n] = IoSlice::new(&seg.bytes[seg.start..seg.end]);
                 n += 1;
             }
         }
@@ -550,7 +593,7 @@ impl Sender {
                 let Some(seg) = front.segs.front_mut() else {
                     break;
                 };
-                let left = seg.bytes.len() - seg.start;
+                let left = seg.end - seg.start;
                 if n < left {
                     seg.start += n;
                     front.len -= n;

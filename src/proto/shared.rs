@@ -16,6 +16,10 @@ use super::frame::{encode_header, OpCode};
 #[derive(Debug, Clone)]
 pub struct SharedFrame {
     bytes: Arc<Vec<u8>>,
+    /// `bytes[at..end]` is this frame: a frame of a [`FrameRun`] shares the
+    /// run's buffer.
+    at: usize,
+    end: usize,
     /// Header length (2, 4 or 10).
     head: u8,
     opcode: OpCode,
@@ -31,8 +35,11 @@ impl SharedFrame {
         let mut bytes = Vec::with_capacity(head.len() + payload.len());
         bytes.extend_from_slice(head);
         bytes.extend_from_slice(payload);
+        let end = bytes.len();
         Self {
             bytes: Arc::new(bytes),
+            at: 0,
+            end,
             head: head.len() as u8,
             opcode,
         }
@@ -46,8 +53,11 @@ impl SharedFrame {
         let buf = Arc::get_mut(&mut bytes).expect("a pooled buffer is unique");
         buf.extend_from_slice(head);
         buf.extend_from_slice(payload);
+        let end = bytes.len();
         let frame = Self {
             bytes,
+            at: 0,
+            end,
             head: head.len() as u8,
             opcode,
         };
@@ -55,14 +65,31 @@ impl SharedFrame {
         frame
     }
 
+    /// `bytes[at..end]`, a frame of `head` header bytes, as a shared frame.
+    pub(crate) fn view(
+        bytes: &Arc<Vec<u8>>,
+        at: usize,
+        end: usize,
+        head: u8,
+        opcode: OpCode,
+    ) -> Self {
+        Self {
+            bytes: Arc::clone(bytes),
+            at,
+            end,
+            head,
+            opcode,
+        }
+    }
+
     /// The whole frame, as it goes on the wire.
     pub fn bytes(&self) -> &[u8] {
-        &self.bytes
+        &self.bytes[self.at..self.end]
     }
 
     /// The message payload.
     pub fn payload(&self) -> &[u8] {
-        &self.bytes[usize::from(self.head)..]
+        &self.bytes[self.at + usize::from(self.head)..self.end]
     }
 
     /// The message's opcode.
@@ -72,16 +99,17 @@ impl SharedFrame {
 
     /// The frame's length on the wire.
     pub fn len(&self) -> usize {
-        self.bytes.len()
+        self.end - self.at
     }
 
     /// Never true: a frame has at least a header.
     pub fn is_empty(&self) -> bool {
-        self.bytes.is_empty()
+        self.end == self.at
     }
 
-    pub(crate) fn share(&self) -> Arc<Vec<u8>> {
-        Arc::clone(&self.bytes)
+    /// The shared buffer and where in it this frame lies.
+    pub(crate) fn share(&self) -> (Arc<Vec<u8>>, usize, usize) {
+        (Arc::clone(&self.bytes), self.at, self.end)
     }
 }
 
@@ -142,7 +170,7 @@ impl FramePool {
     }
 
     /// An empty, unshared buffer with room for `len` bytes.
-    fn take(&mut self, len: usize) -> Arc<Vec<u8>> {
+    pub(crate) fn take(&mut self, len: usize) -> Arc<Vec<u8>> {
         if let Some(oldest) = self.ring.front_mut() {
             if let Some(buf) = Arc::get_mut(oldest) {
                 buf.clear();
@@ -158,8 +186,12 @@ impl FramePool {
     }
 
     fn keep(&mut self, frame: &SharedFrame) {
-        if frame.bytes.capacity() <= Self::MAX_KEPT {
-            self.ring.push_back(frame.share());
+        self.keep_buf(&frame.bytes);
+    }
+
+    pub(crate) fn keep_buf(&mut self, bytes: &Arc<Vec<u8>>) {
+        if bytes.capacity() <= Self::MAX_KEPT {
+            self.ring.push_back(Arc::clone(bytes));
         }
     }
 
